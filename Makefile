@@ -1,0 +1,51 @@
+# mtlsctl: every target sets up what it needs on a fresh machine.
+GO      ?= go
+BIN     ?= bin/mtlsctl
+PKGS    ?= ./...
+# Real Consul agents for the tests (built once from the Go module proxy, cached).
+CONSUL_VERSIONS ?= 1.6.2 1.13.9
+
+.PHONY: all build test test-short consul demo bench bench-go bench-generate fuzz vet fmt clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/mtlsctl
+
+## demo: the whole bootstrap against a local sandbox cluster (no root, no network).
+demo: build
+	./$(BIN) demo
+
+## consul: build and cache the real Consul agents the tests use.
+consul:
+	scripts/build-consul.sh $(CONSUL_VERSIONS)
+
+## test: everything: unit tests, real consul validate, real sshd in network
+## namespaces (the last skip cleanly when not root or when sshd is missing).
+test: consul
+	scripts/test.sh
+
+test-short:
+	$(GO) test -short $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -l -w .
+
+fuzz:
+	$(GO) test ./inventory -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s
+	$(GO) test ./inventory -run '^$$' -fuzz '^FuzzImportApigee$$' -fuzztime 30s
+
+## bench: Go benchmarks plus the scripted side-by-side runs (see README).
+bench: bench-go bench-generate
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./ca ./consulcfg ./distribute
+
+bench-generate: build consul
+	scripts/bench-generate.sh
+
+clean:
+	rm -rf bin

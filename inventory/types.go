@@ -1,0 +1,180 @@
+// Package inventory owns the cluster file: its schema, loading, validation
+// (errors name file, line and field), defaults, the import of an Apigee silent
+// config, address handling and the proxy-port assignment.
+//
+// It is pure data: it never touches the network, the state directory or any
+// secret. Other packages take a *Topology, which is only ever built by
+// validation, so a Topology in hand is a valid one.
+package inventory
+
+import "fmt"
+
+// Component is an Apigee Edge component a node runs.
+type Component string
+
+// The components the cluster file accepts.
+const (
+	ZooKeeper        Component = "zookeeper"
+	Cassandra        Component = "cassandra"
+	OpenLDAP         Component = "openldap"
+	Postgres         Component = "postgres"
+	Qpid             Component = "qpid"
+	MessageProcessor Component = "message-processor"
+	Router           Component = "router"
+	ManagementServer Component = "management-server"
+	UI               Component = "ui"
+)
+
+// Egress names the apigee-mtls egress proxy that every node runs. It is not a
+// component a user lists, but it has a port range of its own.
+const Egress = "egress"
+
+// Components lists every valid component in a fixed order (the order used for
+// port assignment and output).
+var Components = []Component{ZooKeeper, Cassandra, OpenLDAP, Postgres, Qpid, MessageProcessor, Router, ManagementServer, UI}
+
+// PortRange is an inclusive range of TCP ports.
+type PortRange struct {
+	Min int `json:"min"`
+	Max int `json:"max"`
+}
+
+// Size is the number of ports in the range.
+func (r PortRange) Size() int { return r.Max - r.Min + 1 }
+
+// Contains reports whether p is inside the range.
+func (r PortRange) Contains(p int) bool { return p >= r.Min && p <= r.Max }
+
+// Overlaps reports whether two ranges share a port.
+func (r PortRange) Overlaps(o PortRange) bool { return r.Min <= o.Max && o.Min <= r.Max }
+
+func (r PortRange) String() string { return fmt.Sprintf("%d-%d", r.Min, r.Max) }
+
+// Cluster is the cluster file after defaults are applied.
+type Cluster struct {
+	Name   string `json:"cluster"`
+	Consul Consul `json:"consul"`
+	SSH    SSH    `json:"ssh"`
+	// Ports holds the effective range per component name (and Egress), the
+	// defaults from Apigee's table merged with the file's overrides.
+	Ports map[string]PortRange `json:"ports"`
+	// NodeStateDir is mtlsctl's own state directory on each node.
+	NodeStateDir string       `json:"node_state_dir"`
+	Datacenters  []Datacenter `json:"datacenters"`
+	// Source is the path the cluster was loaded from ("" when parsed from bytes).
+	Source string `json:"-"`
+}
+
+// Consul holds the agent settings shared by every node.
+type Consul struct {
+	Version        string `json:"version"`         // default 1.6.2; picks the config schema
+	Domain         string `json:"domain"`          // default consul
+	ConfigDir      string `json:"config_dir"`      // default /etc/consul.d
+	TLSDir         string `json:"tls_dir"`         // default /etc/consul.d/tls
+	DataDir        string `json:"data_dir"`        // default /opt/consul
+	ReloadCommand  string `json:"reload_command"`  // default "systemctl reload consul"
+	RestartCommand string `json:"restart_command"` // default "systemctl restart consul"
+	// User and Group own the files on the nodes ("" = root / leave as is).
+	// With a group set, private keys are 0640 so the agent can read them.
+	User  string `json:"user,omitempty"`
+	Group string `json:"group,omitempty"`
+	// LogLevel is passed through to the agent config (default INFO).
+	LogLevel string `json:"log_level,omitempty"`
+}
+
+// SSH holds how mtlsctl reaches the nodes; a node may override host, user and port.
+type SSH struct {
+	User         string `json:"user"`              // default root
+	Port         int    `json:"port"`              // default 22
+	IdentityFile string `json:"identity_file"`     // may start with ~/
+	KnownHosts   string `json:"known_hosts"`       // may start with ~/
+	Bastion      string `json:"bastion,omitempty"` // [user@]host[:port], as ProxyJump
+	Sudo         bool   `json:"sudo,omitempty"`    // stage as the user, install with sudo
+}
+
+// Datacenter is one Consul datacenter and its nodes.
+type Datacenter struct {
+	Name  string  `json:"name"`
+	Nodes []*Node `json:"nodes"`
+}
+
+// Node is one host of the cluster.
+type Node struct {
+	Name string `json:"name"`
+	// Address is the node's cluster address: an IP literal, or a go-sockaddr
+	// template (e.g. `{{ GetPrivateInterfaces | attr "address" }}`) that the
+	// agent resolves on the node (then SSHHost must be set).
+	Address    string      `json:"address"`
+	Components []Component `json:"components"`
+	// SSHHost, SSHUser and SSHPort override how to reach the node ("" / 0 =
+	// Address and the cluster's ssh settings).
+	SSHHost string `json:"ssh_host,omitempty"`
+	SSHUser string `json:"ssh_user,omitempty"`
+	SSHPort int    `json:"ssh_port,omitempty"`
+	// Datacenter is filled in from the enclosing datacenter.
+	Datacenter string `json:"-"`
+	// Line is the node's line in the cluster file (0 when unknown).
+	Line int `json:"-"`
+}
+
+// Has reports whether the node runs c.
+func (n *Node) Has(c Component) bool {
+	for _, x := range n.Components {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// IsServer reports whether the node runs a Consul server (the ZooKeeper nodes do).
+func (n *Node) IsServer() bool { return n.Has(ZooKeeper) }
+
+// IsTemplate reports whether Address is a go-sockaddr template rather than an IP.
+func (n *Node) IsTemplate() bool { return len(n.Address) > 1 && n.Address[0] == '{' }
+
+// Topology is a validated cluster: only Validate/Load/Parse build one.
+type Topology struct {
+	Cluster *Cluster
+	// Nodes lists every node, in file order.
+	Nodes []*Node
+}
+
+// Node returns the node with the given name, or nil.
+func (t *Topology) Node(name string) *Node {
+	for _, n := range t.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// Servers returns the Consul servers of datacenter dc, in file order.
+func (t *Topology) Servers(dc string) []*Node {
+	var out []*Node
+	for _, n := range t.Nodes {
+		if n.Datacenter == dc && n.IsServer() {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// MultiDC reports whether the cluster has more than one datacenter.
+func (t *Topology) MultiDC() bool { return len(t.Cluster.Datacenters) > 1 }
+
+// Assignment is the proxy-port assignment: for each node, the ports of each
+// component it runs (keyed by component name, plus Egress). It is recorded in
+// the state directory so that adding a node never renumbers existing ones.
+type Assignment struct {
+	Nodes map[string]map[string][]int `json:"nodes"`
+}
+
+// Ports returns the ports assigned to node for component (nil if none).
+func (a *Assignment) Ports(node, component string) []int {
+	if a == nil || a.Nodes == nil {
+		return nil
+	}
+	return a.Nodes[node][component]
+}
