@@ -1,0 +1,354 @@
+package inventory
+
+import (
+	"fmt"
+	"net/netip"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/template"
+
+	sockaddr "github.com/hashicorp/go-sockaddr"
+	sockaddrtemplate "github.com/hashicorp/go-sockaddr/template"
+)
+
+// Validate applies the defaults to c (in place) and checks it, returning the
+// Topology or a *ValidationError listing every problem. Use it for a Cluster
+// built in code; Load and Parse call it for files.
+func Validate(c *Cluster) (*Topology, error) {
+	if c == nil {
+		return nil, &ValidationError{Problems: []Problem{{Msg: "no cluster"}}}
+	}
+	return validate(c, newProblems(c.Source))
+}
+
+// labelRE is a DNS label: names go into certificate SANs (N.server.DC.DOMAIN).
+var labelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// semverRE is MAJOR.MINOR.PATCH with an optional pre-release or build suffix.
+var semverRE = regexp.MustCompile(`^v?(\d{1,9})\.(\d{1,9})\.(\d{1,9})(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
+
+var logLevels = []string{"TRACE", "DEBUG", "INFO", "WARN", "ERR", "ERROR"}
+
+func checkLabel(what, s string) string {
+	switch {
+	case s == "":
+		return fmt.Sprintf("%s is missing", what)
+	case len(s) > 63:
+		return fmt.Sprintf("%s %q is longer than 63 characters (it goes into certificate names): shorten it", what, s)
+	case !labelRE.MatchString(s):
+		return fmt.Sprintf("%s %q must be a DNS label (it goes into certificate names): lowercase letters, digits and '-', not starting or ending with '-'", what, s)
+	}
+	return ""
+}
+
+func validate(c *Cluster, ps *problems) (*Topology, error) {
+	applyDefaults(c)
+	if msg := checkLabel("cluster name", c.Name); msg != "" {
+		ps.add("cluster", "%s", msg)
+	}
+	validateConsul(c, ps)
+	validateSSH(c, ps)
+
+	if len(c.Datacenters) == 0 {
+		ps.add("datacenters", "no datacenters: add at least one with its nodes")
+	}
+	t := &Topology{Cluster: c}
+	dcSeen := map[string]string{}
+	nameSeen := map[string]string{}
+	addrSeen := map[netip.Addr]string{}
+	for i := range c.Datacenters {
+		dc := &c.Datacenters[i]
+		dp := fmt.Sprintf("datacenters[%d]", i)
+		if msg := checkLabel("datacenter name", dc.Name); msg != "" {
+			ps.add(dp+".name", "%s", msg)
+		} else if prev, dup := dcSeen[dc.Name]; dup {
+			ps.add(dp+".name", "datacenter %q is already defined at %s: datacenter names must be unique", dc.Name, prev)
+		} else {
+			dcSeen[dc.Name] = dp
+		}
+		if len(dc.Nodes) == 0 {
+			ps.add(dp, "datacenter %q has no nodes: add its nodes or remove it", dc.Name)
+			continue
+		}
+		servers := 0
+		for j, n := range dc.Nodes {
+			np := fmt.Sprintf("%s.nodes[%d]", dp, j)
+			if n == nil {
+				ps.add(np, "empty node: give at least name and address")
+				continue
+			}
+			n.Datacenter = dc.Name
+			if n.Components == nil {
+				n.Components = []Component{}
+			}
+			if n.Line == 0 {
+				n.Line = ps.line(np)
+			}
+			t.Nodes = append(t.Nodes, n)
+			validateNode(n, np, ps, nameSeen, addrSeen)
+			if n.IsServer() {
+				servers++
+			}
+		}
+		if servers < MinServers {
+			ps.add(dp, "datacenter %q has %d Consul server(s) (zookeeper nodes): Apigee mTLS requires at least %d per datacenter; add zookeeper to more nodes", dc.Name, servers, MinServers)
+		}
+	}
+	validatePorts(c, t, ps)
+	if err := ps.err(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func validateConsul(c *Cluster, ps *problems) {
+	k := &c.Consul
+	if m := semverRE.FindStringSubmatch(k.Version); m == nil {
+		ps.add("consul.version", "version %q is not MAJOR.MINOR.PATCH (e.g. \"1.6.2\"; quote it in YAML)", k.Version)
+	} else if major, _ := strconv.Atoi(m[1]); major != 1 {
+		ps.add("consul.version", "Consul %s is not supported: use a 1.x version from 1.6.0", k.Version)
+	} else if minor, _ := strconv.Atoi(m[2]); minor < 6 {
+		ps.add("consul.version", "Consul %s is too old: use 1.6.0 or later (Apigee pins 1.6.2)", k.Version)
+	}
+	for _, d := range labelsOf(k.Domain) {
+		if msg := checkLabel("domain label", d); msg != "" {
+			ps.add("consul.domain", "domain %q: %s", k.Domain, msg)
+			break
+		}
+	}
+	for _, p := range []struct{ field, val string }{
+		{"consul.config_dir", k.ConfigDir}, {"consul.tls_dir", k.TLSDir},
+		{"consul.data_dir", k.DataDir}, {"node_state_dir", c.NodeStateDir},
+	} {
+		checkNodePath(ps, p.field, p.val)
+	}
+	if strings.TrimSpace(k.ReloadCommand) == "" {
+		ps.add("consul.reload_command", "reload_command is blank: remove the key for the default %q", DefaultReloadCommand)
+	}
+	if strings.TrimSpace(k.RestartCommand) == "" {
+		ps.add("consul.restart_command", "restart_command is blank: remove the key for the default %q", DefaultRestartCommand)
+	}
+	if !contains(logLevels, strings.ToUpper(k.LogLevel)) {
+		ps.add("consul.log_level", "log level %q is not one of %s", k.LogLevel, strings.Join(logLevels, ", "))
+	}
+	for _, u := range []struct{ field, val string }{{"consul.user", k.User}, {"consul.group", k.Group}} {
+		if strings.ContainsAny(u.val, " \t\n\r:/") {
+			ps.add(u.field, "%q is not a valid user or group name", u.val)
+		}
+	}
+}
+
+func labelsOf(domain string) []string {
+	return strings.Split(strings.TrimSuffix(domain, "."), ".")
+}
+
+func checkNodePath(ps *problems, field, p string) {
+	switch {
+	case !path.IsAbs(p):
+		ps.add(field, "path %q must be absolute (it is a path on the nodes), e.g. /%s", p, strings.TrimLeft(p, "./"))
+	case strings.ContainsAny(p, "\x00\n\r"):
+		ps.add(field, "path %q contains a control character", p)
+	case path.Clean(p) == "/":
+		ps.add(field, "path %q is the root directory: give a directory of its own", p)
+	}
+}
+
+func validateSSH(c *Cluster, ps *problems) {
+	s := &c.SSH
+	if s.Port < 1 || s.Port > 65535 {
+		ps.add("ssh.port", "ssh port %d out of range: give a number from 1 to 65535", s.Port)
+	}
+	if strings.ContainsAny(s.User, " \t\n\r@:") {
+		ps.add("ssh.user", "ssh user %q is not a valid user name", s.User)
+	}
+	if strings.ContainsAny(s.Bastion, " \t\n\r") {
+		ps.add("ssh.bastion", "bastion %q must be [user@]host[:port]", s.Bastion)
+	}
+}
+
+func validateNode(n *Node, np string, ps *problems, names map[string]string, addrs map[netip.Addr]string) {
+	if msg := checkLabel("node name", n.Name); msg != "" {
+		ps.add(np+".name", "%s", msg)
+	} else if prev, dup := names[n.Name]; dup {
+		ps.add(np+".name", "node name %q is already used by %s: node names must be unique across the cluster", n.Name, prev)
+	} else {
+		names[n.Name] = np
+	}
+	label := n.Name
+	if label == "" {
+		label = np
+	}
+	switch {
+	case n.Address == "":
+		ps.add(np+".address", "node %s has no address: give its IP (or a go-sockaddr template with ssh_host)", label)
+	case strings.HasPrefix(n.Address, "{{"):
+		if err := checkTemplate(n.Address); err != nil {
+			ps.add(np+".address", "node %s: address template does not parse: %v", label, err)
+		}
+		if n.SSHHost == "" {
+			ps.add(np+".address", "node %s: address is a template that only the node can resolve: set ssh_host so mtlsctl can reach it", label)
+		}
+	default:
+		ip, err := parseIP(n.Address)
+		if err != nil {
+			ps.add(np+".address", "node %s: %v", label, err)
+			break
+		}
+		if prev, dup := addrs[ip]; dup {
+			ps.add(np+".address", "node %s: address %s is already used by %s: each node needs its own address", label, n.Address, prev)
+		} else {
+			addrs[ip] = np
+		}
+	}
+	if n.SSHHost != "" && strings.ContainsAny(n.SSHHost, " \t\n\r/@") {
+		ps.add(np+".ssh_host", "node %s: ssh_host %q must be a host name or IP (set ssh_user and ssh_port separately)", label, n.SSHHost)
+	}
+	if strings.ContainsAny(n.SSHUser, " \t\n\r@:") {
+		ps.add(np+".ssh_user", "node %s: ssh_user %q is not a valid user name", label, n.SSHUser)
+	}
+	if n.SSHPort < 0 || n.SSHPort > 65535 {
+		ps.add(np+".ssh_port", "node %s: ssh_port %d out of range: give a number from 1 to 65535", label, n.SSHPort)
+	}
+	seen := map[Component]bool{}
+	for k, comp := range n.Components {
+		cp := fmt.Sprintf("%s.components[%d]", np, k)
+		switch {
+		case !validComponent(comp):
+			valid := make([]string, len(Components))
+			for i, c := range Components {
+				valid[i] = string(c)
+			}
+			msg := fmt.Sprintf("unknown component %q", string(comp))
+			if s := suggest(string(comp), valid); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			ps.add(cp, "%s; valid: %s", msg, strings.Join(valid, ", "))
+		case seen[comp]:
+			ps.add(cp, "node %s lists component %s twice: remove one", label, comp)
+		}
+		seen[comp] = true
+	}
+}
+
+// parseIP checks an IP literal (go-sockaddr's view of it) without any name
+// resolution.
+func parseIP(s string) (netip.Addr, error) {
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("address %q is not an IP address (host names are not accepted: give the IP, or a go-sockaddr template starting with {{)", s)
+	}
+	if ip.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("address %q has an IPv6 zone: give a routable address", s)
+	}
+	ip = ip.Unmap()
+	bits := 32
+	if ip.Is6() {
+		bits = 128
+	}
+	// A CIDR parse never resolves names; it gives go-sockaddr's type for the host.
+	sa, err := sockaddr.NewIPAddr(ip.String() + "/" + strconv.Itoa(bits))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("address %q: %v", s, err)
+	}
+	if ip.IsUnspecified() || ip.IsMulticast() || sa.Maskbits() != bits {
+		return netip.Addr{}, fmt.Errorf("address %q cannot be a node's address: give the node's unicast IP", s)
+	}
+	return ip, nil
+}
+
+// checkTemplate parses a go-sockaddr template without executing it: what it
+// resolves to depends on the node's interfaces, which only the agent sees.
+func checkTemplate(s string) error {
+	_, err := template.New("address").
+		Funcs(sockaddrtemplate.SourceFuncs).
+		Funcs(sockaddrtemplate.SortFuncs).
+		Funcs(sockaddrtemplate.FilterFuncs).
+		Funcs(sockaddrtemplate.HelperFuncs).
+		Parse(s)
+	return err
+}
+
+func validatePorts(c *Cluster, t *Topology, ps *problems) {
+	keys := PortKeys()
+	for _, k := range keys {
+		r := c.Ports[k]
+		field := "ports." + k
+		where := ""
+		if _, ok := ps.lines[field]; !ok && len(ps.lines) > 0 {
+			where = " (the default range)"
+		}
+		if r.Min < 1024 || r.Max > 65535 || r.Min > r.Max {
+			ps.add(field, "%s range %s%s is outside 1024-65535: pick unprivileged ports", k, r, where)
+			continue
+		}
+		for _, cp := range ConsulPorts {
+			if r.Contains(cp) {
+				ps.add(field, "%s range %s%s includes Consul's port %d: move it (Consul uses %s)", k, r, where, cp, joinInts(ConsulPorts))
+				break
+			}
+		}
+		need := 0
+		for _, n := range t.Nodes {
+			if k == Egress || n.Has(Component(k)) {
+				need += PortsPerNode(k)
+			}
+		}
+		if need > r.Size() {
+			ps.add(field, "%s range %s%s has %d ports but its nodes need %d (%d per node): widen it, e.g. %s: %d-%d",
+				k, r, where, r.Size(), need, PortsPerNode(k), k, r.Min, suggestMax(r.Min, need))
+		}
+	}
+	for i, a := range keys {
+		for _, b := range keys[i+1:] {
+			ra, rb := c.Ports[a], c.Ports[b]
+			if !ra.Overlaps(rb) {
+				continue
+			}
+			// Report on the range the file sets, when only one is set.
+			_, aSet := ps.lines["ports."+a]
+			_, bSet := ps.lines["ports."+b]
+			other, this := a, b
+			if aSet && !bSet {
+				other, this, ra, rb = b, a, rb, ra
+			}
+			ps.add("ports."+this, "%s range %s overlaps the %s range %s: proxy ports must be unique across the cluster, give each component its own range", this, rb, other, ra)
+		}
+	}
+}
+
+// suggestMax rounds a range end up to the next ...99 that fits need ports.
+func suggestMax(minP, need int) int {
+	end := minP + need - 1
+	if r := (end + 1) % 100; r != 0 {
+		end += 100 - r
+	}
+	return min(end, 65535)
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ", ")
+}
+
+// ConsulVersionAtLeast reports whether the Consul version v (MAJOR.MINOR.PATCH)
+// is at least major.minor; false when v does not parse.
+func ConsulVersionAtLeast(v string, major, minor int) bool {
+	m := semverRE.FindStringSubmatch(v)
+	if m == nil {
+		return false
+	}
+	vmaj, _ := strconv.Atoi(m[1])
+	vmin, _ := strconv.Atoi(m[2])
+	return vmaj > major || vmaj == major && vmin >= minor
+}
+
+// AtLeast reports whether the cluster's Consul version is at least major.minor
+// (e.g. AtLeast(1, 12) picks the tls {} config stanza).
+func (c Consul) AtLeast(major, minor int) bool {
+	return ConsulVersionAtLeast(c.Version, major, minor)
+}
