@@ -1,0 +1,420 @@
+package ca
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mtlsctl/mtlsctl/inventory"
+)
+
+// ErrStale means the stored credentials do not cover the topology.
+var ErrStale = errors.New("credentials are missing or out of date")
+
+// DefaultRenewBefore is how long before expiry Generate reissues a leaf.
+const DefaultRenewBefore = 30 * 24 * time.Hour
+
+// GenerateOptions configures Generate. Zero values mean defaults.
+type GenerateOptions struct {
+	// CA configures the CA when there is none yet (ignored otherwise: an
+	// existing CA is never replaced). Its Domain defaults to the cluster's.
+	CA CAOptions
+	// Leaf configures the leaves issued.
+	Leaf IssueOptions
+	// LeafDays is the validity of new leaves (default 365).
+	LeafDays int
+	// RenewBefore reissues leaves expiring within it (default 30 days).
+	RenewBefore time.Duration
+	// ReissueAll reissues every leaf (`mtlsctl rotate certs`).
+	ReissueAll bool
+	// Ports, when set, is recorded in ports.json if it differs from it.
+	Ports *inventory.Assignment
+	// Rand is the randomness for the gossip key (default crypto/rand).
+	Rand io.Reader
+}
+
+// Action is what Generate did to one item.
+type Action string
+
+// Actions.
+const (
+	Created  Action = "created"
+	Reissued Action = "reissued"
+	Kept     Action = "kept"
+	Updated  Action = "updated"
+)
+
+// ItemResult is what Generate did to the CA or the gossip key.
+type ItemResult struct {
+	Action      Action    `json:"action"`
+	Fingerprint string    `json:"fingerprint"`
+	Subject     string    `json:"subject,omitempty"`
+	NotAfter    time.Time `json:"not_after,omitzero"`
+}
+
+// NodeResult is what Generate did to one node's leaf, and why.
+type NodeResult struct {
+	Node        string    `json:"node"`
+	Action      Action    `json:"action"`
+	Reason      string    `json:"reason,omitempty"`
+	Serial      string    `json:"serial"`
+	NotAfter    time.Time `json:"not_after"`
+	Fingerprint string    `json:"fingerprint"`
+}
+
+// GenerateReport says what Generate created, reissued and kept.
+type GenerateReport struct {
+	CA     ItemResult   `json:"ca"`
+	Gossip ItemResult   `json:"gossip"`
+	Nodes  []NodeResult `json:"nodes"`
+	// Removed lists node directories of nodes no longer in the topology;
+	// their files are left in place.
+	Removed []string `json:"removed,omitempty"`
+	// Ports is "" when no assignment was given, else Created, Updated or Kept.
+	Ports    Action   `json:"ports,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Changed reports whether Generate wrote anything.
+func (r *GenerateReport) Changed() bool {
+	if r.CA.Action == Created || r.Gossip.Action == Created || r.Ports == Created || r.Ports == Updated {
+		return true
+	}
+	for _, n := range r.Nodes {
+		if n.Action != Kept {
+			return true
+		}
+	}
+	return false
+}
+
+// lockedReader serialises a caller's reader for parallel issuance.
+type lockedReader struct {
+	mu sync.Mutex
+	r  io.Reader
+}
+
+func (l *lockedReader) Read(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.Read(p)
+}
+
+// desiredSpecs returns the leaf spec of every node of t, in file order.
+func desiredSpecs(t *inventory.Topology, days int) ([]LeafSpec, error) {
+	if t == nil || t.Cluster == nil {
+		return nil, errors.New("no topology: load the cluster file first")
+	}
+	var errs []error
+	seen := map[string]bool{}
+	specs := make([]LeafSpec, 0, len(t.Nodes))
+	for _, n := range t.Nodes {
+		if seen[n.Name] {
+			errs = append(errs, &NodeError{Node: n.Name, Err: errors.New("listed twice in the topology")})
+			continue
+		}
+		seen[n.Name] = true
+		sp := LeafSpec{Node: n.Name, Datacenter: n.Datacenter, Domain: t.Cluster.Consul.Domain, Server: n.IsServer(), Days: days}
+		if n.Address != "" && !n.IsTemplate() {
+			sp.Addresses = []string{n.Address}
+		}
+		sp, err := sp.normalize()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		specs = append(specs, sp)
+	}
+	return specs, errors.Join(errs...)
+}
+
+// Generate makes whatever the topology needs and the state directory lacks:
+// the CA and gossip key when there are none, and a leaf for every node that
+// has none, or whose leaf no longer fits (name, addresses, datacenter,
+// domain or role changed, issued by another CA, expiring within
+// RenewBefore, or left inconsistent by an interrupted run). Everything else
+// is left byte for byte as it was. Nodes no longer in the topology keep
+// their files and are listed in the report.
+//
+// All the work is done in memory first; nothing is written unless it all
+// succeeded. The caller holds the state lock.
+func (s *State) Generate(t *inventory.Topology, o GenerateOptions) (*GenerateReport, error) {
+	specs, err := desiredSpecs(t, o.LeafDays)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkKeyType(o.Leaf.KeyType); err != nil {
+		return nil, fmt.Errorf("leaf keys: %w", err)
+	}
+	now := time.Now
+	if o.Leaf.Now != nil {
+		now = o.Leaf.Now
+	}
+	t0 := now()
+	renew := cmp(o.RenewBefore, DefaultRenewBefore)
+	rep := &GenerateReport{Nodes: make([]NodeResult, len(specs))}
+	var caFiles, gossipFiles, leafFiles, portsFiles []pendingFile
+
+	// The CA: loaded, or made when there is none; never replaced.
+	c, err := s.LoadCA()
+	switch {
+	case errors.Is(err, ErrNoCA):
+		co := o.CA
+		co.Domain = cmp(co.Domain, t.Cluster.Consul.Domain)
+		if c, err = newCA(co); err != nil {
+			return nil, err
+		}
+		caFiles = s.caWrites(c)
+		rep.CA.Action = Created
+	case err != nil:
+		return nil, err
+	default:
+		rep.CA.Action = Kept
+	}
+	rep.CA.Fingerprint, rep.CA.Subject, rep.CA.NotAfter = c.Fingerprint(), c.Cert.Subject.String(), c.Cert.NotAfter
+	if left := c.Cert.NotAfter.Sub(t0); left < renew {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("the CA (fingerprint %s) expires on %s: leaves cannot outlive it; run `mtlsctl rotate ca`",
+			short(c.Fingerprint()), c.Cert.NotAfter.Format(time.DateOnly)))
+	}
+
+	// The gossip keyring.
+	kr, err := s.Keyring()
+	switch {
+	case errors.Is(err, ErrNoGossipKey):
+		key, err := NewGossipKey(o.Rand)
+		if err != nil {
+			return nil, err
+		}
+		kr = &Keyring{Primary: key}
+		gossipFiles = []pendingFile{s.keyringWrite(kr)}
+		rep.Gossip.Action = Created
+	case err != nil:
+		return nil, err
+	default:
+		rep.Gossip.Action = Kept
+	}
+	rep.Gossip.Fingerprint = GossipFingerprint(kr.Primary)
+
+	// The leaves: read and judge every node's in parallel, then issue those
+	// needed in parallel.
+	issue := o.Leaf
+	if issue.Rand != nil {
+		issue.Rand = &lockedReader{r: issue.Rand}
+	}
+	leaves := make([]*Leaf, len(specs))
+	err = parallel(len(specs), func(i int) error {
+		sp := specs[i]
+		res := &rep.Nodes[i]
+		res.Node = sp.Node
+		st, err := s.readLeaf(sp.Node)
+		switch {
+		case err != nil:
+			return err
+		case st == nil:
+			res.Action, res.Reason = Created, "no certificate"
+		case st.broken != "":
+			res.Action, res.Reason = Reissued, st.broken
+		case o.ReissueAll:
+			res.Action, res.Reason = Reissued, "reissue requested"
+		default:
+			if why := st.staleness(sp, c, t0, renew); why != "" {
+				res.Action, res.Reason = Reissued, why
+			} else {
+				res.Action = Kept
+				leaves[i] = st.leaf
+				return nil
+			}
+		}
+		l, err := c.Issue(sp, issue)
+		if err != nil {
+			return &NodeError{Node: sp.Node, Err: err}
+		}
+		leaves[i] = l
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, l := range leaves {
+		res := &rep.Nodes[i]
+		res.Serial, res.NotAfter, res.Fingerprint = serialHex(l.Cert), l.Cert.NotAfter, l.Fingerprint()
+		if res.Action != Kept {
+			leafFiles = append(leafFiles, s.leafWrites(l, c, issue.KeyType)...)
+		}
+	}
+
+	stored, err := s.storedNodes()
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", s.path(nodesDir), err)
+	}
+	for _, n := range stored {
+		if !slices.ContainsFunc(specs, func(sp LeafSpec) bool { return sp.Node == n }) {
+			rep.Removed = append(rep.Removed, n)
+		}
+	}
+
+	if o.Ports != nil {
+		f, action, err := s.portsWrite(o.Ports)
+		if err != nil {
+			return nil, err
+		}
+		rep.Ports = action
+		if action != Kept {
+			portsFiles = []pendingFile{f}
+		}
+	}
+
+	// Write, in an order a re-run can always converge from: the CA first
+	// (leaves are worthless without it), then the gossip key, the leaves
+	// and the ports.
+	for _, group := range [][]pendingFile{caFiles, gossipFiles, leafFiles, portsFiles} {
+		if err := writeBatch(s.dir, group); err != nil {
+			return nil, err
+		}
+	}
+	return rep, nil
+}
+
+// Ports loads the recorded proxy-port assignment (nil, nil when none).
+func (s *State) Ports() (*inventory.Assignment, error) {
+	path := s.path(portsFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read port assignment: %w", err)
+	}
+	var a inventory.Assignment
+	if err := json.Unmarshal(data, &a); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v: restore it from a backup, or remove it to assign ports afresh (existing nodes may be renumbered)", ErrCorrupt, path, err)
+	}
+	return &a, nil
+}
+
+// SavePorts records the proxy-port assignment; it writes nothing when the
+// recorded one is the same.
+func (s *State) SavePorts(a *inventory.Assignment) error {
+	f, action, err := s.portsWrite(a)
+	if err != nil || action == Kept {
+		return err
+	}
+	return writeBatch(s.dir, []pendingFile{f})
+}
+
+func (s *State) portsWrite(a *inventory.Assignment) (pendingFile, Action, error) {
+	if a == nil {
+		return pendingFile{}, "", errors.New("save ports: no assignment")
+	}
+	data, err := json.MarshalIndent(a, "", "  ")
+	if err != nil {
+		return pendingFile{}, "", fmt.Errorf("save ports: %w", err)
+	}
+	data = append(data, '\n')
+	f := pendingFile{path: s.path(portsFile), data: data, mode: publicMode}
+	old, err := os.ReadFile(f.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return f, Created, nil
+	case err != nil:
+		return f, "", fmt.Errorf("read port assignment: %w", err)
+	case bytes.Equal(old, data):
+		return f, Kept, nil
+	}
+	return f, Updated, nil
+}
+
+// Credentials is what the nodes of a topology need from the state.
+type Credentials struct {
+	// CABundlePEM is the current CA followed by the trusted CAs of a rollover.
+	CABundlePEM []byte
+	// CAFingerprint identifies the current CA.
+	CAFingerprint string
+	// GossipKey is the primary gossip key; Keyring holds the previous ones too.
+	GossipKey string
+	Keyring   *Keyring
+	// Leaves holds every node's leaf, by node name.
+	Leaves map[string]*Leaf
+}
+
+// Credentials loads everything the nodes of t need. It changes nothing: if
+// a node's leaf is missing, no longer fits the topology, was issued by
+// another CA or has expired, it returns an error (matching ErrStale, with a
+// *NodeError per node) that says to run `mtlsctl generate`.
+func (s *State) Credentials(t *inventory.Topology) (*Credentials, error) {
+	specs, err := desiredSpecs(t, 0)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.LoadCA()
+	if err != nil {
+		return nil, err
+	}
+	kr, err := s.Keyring()
+	if err != nil {
+		return nil, err
+	}
+	bundle, err := s.caBundle(c)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	leaves := make([]*Leaf, len(specs))
+	var stale []error
+	var mu sync.Mutex
+	err = parallel(len(specs), func(i int) error {
+		sp := specs[i]
+		st, err := s.readLeaf(sp.Node)
+		if err != nil {
+			return err
+		}
+		why := ""
+		switch {
+		case st == nil:
+			why = "no certificate"
+		case st.broken != "":
+			why = st.broken
+		default:
+			why = st.staleness(sp, c, now, 0)
+			if why == "" && !now.Before(st.leaf.Cert.NotAfter) {
+				why = fmt.Sprintf("expired on %s", st.leaf.Cert.NotAfter.Format(time.DateOnly))
+			}
+		}
+		if why != "" {
+			mu.Lock()
+			stale = append(stale, &NodeError{Node: sp.Node, Err: errors.New(why)})
+			mu.Unlock()
+			return nil
+		}
+		leaves[i] = st.leaf
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(stale) > 0 {
+		slices.SortFunc(stale, func(a, b error) int {
+			return strings.Compare(a.(*NodeError).Node, b.(*NodeError).Node)
+		})
+		return nil, fmt.Errorf("%w for %d node(s): run `mtlsctl generate`:\n%w", ErrStale, len(stale), errors.Join(stale...))
+	}
+	cr := &Credentials{
+		CABundlePEM:   bundle,
+		CAFingerprint: c.Fingerprint(),
+		GossipKey:     kr.Primary,
+		Keyring:       kr,
+		Leaves:        make(map[string]*Leaf, len(specs)),
+	}
+	for _, l := range leaves {
+		cr.Leaves[l.Spec.Node] = l
+	}
+	return cr, nil
+}

@@ -1,0 +1,152 @@
+package ca
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Sentinel errors; each is wrapped with the path and what to do.
+var (
+	// ErrNoState means the state directory does not exist (and
+	// OpenOptions.Create was not set).
+	ErrNoState = errors.New("state directory does not exist")
+	// ErrLoosePermissions means a state directory or key file is accessible
+	// to group or others.
+	ErrLoosePermissions = errors.New("permissions too open")
+	// ErrCorrupt means a state file exists but cannot be used as it is.
+	ErrCorrupt = errors.New("state file is corrupt")
+)
+
+// File and directory names inside the state directory.
+const (
+	caDir       = "ca"
+	caCertFile  = "consul-agent-ca.pem"
+	caKeyFile   = "consul-agent-ca-key.pem"
+	archiveDir  = "archive"
+	trustDir    = "trust"
+	gossipFile  = "gossip.json"
+	nodesDir    = "nodes"
+	certFile    = "cert.pem"
+	keyFile     = "key.pem"
+	specFile    = "spec.json"
+	portsFile   = "ports.json"
+	lockFile    = "lock"
+	dirMode     = 0o700
+	secretMode  = 0o600
+	publicMode  = 0o644
+	looseBits   = 0o077
+	tempPattern = ".tmp-*"
+)
+
+// OpenOptions says how to open a state directory.
+type OpenOptions struct {
+	// Create makes the directory (0700) when it does not exist.
+	Create bool
+}
+
+// State is an opened state directory. Its methods may be called from several
+// goroutines, but changes must be serialised by the caller (see [State.Lock]).
+type State struct {
+	dir string
+}
+
+// Open opens the state directory dir, creating it when opts.Create is set. It
+// refuses a directory, or a CA or gossip key file, that group or others can
+// access: the state holds the CA key.
+func Open(dir string, opts OpenOptions) (*State, error) {
+	if dir == "" {
+		return nil, errors.New("state directory: empty path (set --state or MTLSCTL_STATE)")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", dir, err)
+	}
+	fi, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && opts.Create:
+		if err := os.MkdirAll(abs, dirMode); err != nil {
+			return nil, fmt.Errorf("create state directory: %w", err)
+		}
+		// MkdirAll is subject to the umask, and an existing parent is fine;
+		// only the state directory itself must be 0700.
+		if err := os.Chmod(abs, dirMode); err != nil {
+			return nil, fmt.Errorf("create state directory: %w", err)
+		}
+		if err := syncDir(filepath.Dir(abs)); err != nil {
+			return nil, fmt.Errorf("create state directory: %w", err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("%w: %s (run `mtlsctl generate` to create it, or pass --state)", ErrNoState, abs)
+	case err != nil:
+		return nil, fmt.Errorf("state directory: %w", err)
+	case !fi.IsDir():
+		return nil, fmt.Errorf("state directory %s is not a directory", abs)
+	}
+	s := &State{dir: abs}
+	for _, p := range []string{abs, s.path(caDir), s.path(nodesDir), s.path(caDir, trustDir), s.path(caDir, archiveDir)} {
+		if err := checkPerm(p, true); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+	}
+	for _, p := range []string{s.path(caDir, caKeyFile), s.path(gossipFile)} {
+		if err := checkPerm(p, false); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Dir returns the absolute path of the state directory.
+func (s *State) Dir() string { return s.dir }
+
+func (s *State) path(elem ...string) string {
+	return filepath.Join(append([]string{s.dir}, elem...)...)
+}
+
+// checkPerm returns ErrLoosePermissions (with the chmod to run) when path is
+// accessible to group or others.
+func checkPerm(path string, dir bool) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	return permError(path, fi.Mode(), dir)
+}
+
+func permError(path string, mode fs.FileMode, dir bool) error {
+	if mode.Perm()&looseBits == 0 {
+		return nil
+	}
+	want := "600"
+	if dir {
+		want = "700"
+	}
+	return fmt.Errorf("%w: %s has mode %04o, readable by group or others; it holds secrets: run `chmod %s %s`",
+		ErrLoosePermissions, path, mode.Perm(), want, path)
+}
+
+// readSecret reads a private key or secret file, refusing it when group or
+// others can access it.
+func readSecret(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if err := permError(path, fi.Mode(), false); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return data, nil
+}

@@ -1,0 +1,158 @@
+package ca
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+func TestOpen(t *testing.T) {
+	setUmask(t, 0o022)
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, dir string)
+		create  bool
+		wantErr error
+		wantMsg []string
+	}{
+		{name: "creates missing dir 0700", create: true},
+		{name: "missing without create", wantErr: ErrNoState, wantMsg: []string{"mtlsctl generate"}},
+		{name: "existing 0700", setup: func(t *testing.T, dir string) { os.Mkdir(dir, 0o700) }},
+		{
+			name:    "loose dir",
+			setup:   func(t *testing.T, dir string) { os.Mkdir(dir, 0o700); os.Chmod(dir, 0o755) },
+			wantErr: ErrLoosePermissions,
+			wantMsg: []string{"0755", "chmod 700"},
+		},
+		{
+			name: "loose CA key",
+			setup: func(t *testing.T, dir string) {
+				os.MkdirAll(filepath.Join(dir, "ca"), 0o700)
+				os.Chmod(dir, 0o700)
+				os.WriteFile(filepath.Join(dir, "ca", caKeyFile), []byte("x"), 0o640)
+				os.Chmod(filepath.Join(dir, "ca", caKeyFile), 0o640)
+			},
+			wantErr: ErrLoosePermissions,
+			wantMsg: []string{caKeyFile, "0640", "chmod 600"},
+		},
+		{
+			name: "loose gossip file",
+			setup: func(t *testing.T, dir string) {
+				os.Mkdir(dir, 0o700)
+				os.WriteFile(filepath.Join(dir, gossipFile), []byte("{}"), 0o604)
+				os.Chmod(filepath.Join(dir, gossipFile), 0o604)
+			},
+			wantErr: ErrLoosePermissions,
+			wantMsg: []string{gossipFile},
+		},
+		{
+			name:    "not a directory",
+			setup:   func(t *testing.T, dir string) { os.WriteFile(dir, nil, 0o600) },
+			wantMsg: []string{"not a directory"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "state")
+			if tc.setup != nil {
+				tc.setup(t, dir)
+			}
+			s, err := Open(dir, OpenOptions{Create: tc.create})
+			if tc.wantErr == nil && tc.wantMsg == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := mode(t, s.Dir()); got != 0o700 {
+					t.Errorf("dir mode %04o, want 0700", got)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Errorf("error %v, want %v", err, tc.wantErr)
+			}
+			for _, m := range tc.wantMsg {
+				if !strings.Contains(err.Error(), m) {
+					t.Errorf("error %q does not mention %q", err, m)
+				}
+			}
+		})
+	}
+}
+
+func TestWriteFileAtomic(t *testing.T) {
+	setUmask(t, 0o077)
+	tests := []struct {
+		name string
+		mode os.FileMode
+		old  bool
+	}{
+		{"new secret", 0o600, false},
+		{"new public ignores umask", 0o644, false},
+		{"replace", 0o600, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "f")
+			if tc.old {
+				os.WriteFile(p, []byte("old content"), 0o644)
+			}
+			if err := WriteFileAtomic(p, []byte("new"), tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := os.ReadFile(p); string(got) != "new" {
+				t.Errorf("content %q", got)
+			}
+			if got := mode(t, p); got != tc.mode {
+				t.Errorf("mode %04o, want %04o", got, tc.mode)
+			}
+			entries, _ := os.ReadDir(dir)
+			if len(entries) != 1 {
+				t.Errorf("leftover temp files: %v", entries)
+			}
+		})
+	}
+	t.Run("missing dir", func(t *testing.T) {
+		err := WriteFileAtomic(filepath.Join(t.TempDir(), "no", "f"), nil, 0o600)
+		if err == nil || !strings.Contains(err.Error(), "no/f") {
+			t.Errorf("error %v should name the file", err)
+		}
+	})
+}
+
+func TestWriteBatch(t *testing.T) {
+	for _, n := range []int{3, syncfsThreshold + 5} {
+		dir := t.TempDir()
+		var files []pendingFile
+		for i := range n {
+			files = append(files, pendingFile{path: filepath.Join(dir, "a", "b", string(rune('a'+i%26))+strings.Repeat("x", i/26)), data: []byte{byte(i)}, mode: 0o600})
+		}
+		if err := writeBatch(dir, files); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if got := mode(t, f.path); got != 0o600 {
+				t.Errorf("%s: mode %04o", f.path, got)
+			}
+		}
+		if got := mode(t, filepath.Join(dir, "a")); got != 0o700 {
+			t.Errorf("created dir mode %04o, want 0700", got)
+		}
+		entries, _ := os.ReadDir(filepath.Join(dir, "a", "b"))
+		if len(entries) != n {
+			t.Errorf("%d entries, want %d (temp files left?)", len(entries), n)
+		}
+	}
+}
+
+// setUmask sets the process umask for the test and restores it after.
+func setUmask(t *testing.T, m int) {
+	old := syscall.Umask(m)
+	t.Cleanup(func() { syscall.Umask(old) })
+}

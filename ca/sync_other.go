@@ -1,0 +1,9 @@
+//go:build !linux
+
+package ca
+
+const syncfsSupported = false
+
+// syncFS is never called where syncfs(2) does not exist: batches fall back
+// to an fsync per file and directory.
+func syncFS(dir string) error { return syncDir(dir) }
