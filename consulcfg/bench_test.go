@@ -1,0 +1,84 @@
+package consulcfg
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/mtlsctl/mtlsctl/inventory"
+)
+
+// syntheticInput is a 1,000-node, two-DC cluster: 5 servers per DC, the
+// rest a mix of the other components, ports unique cluster-wide.
+func syntheticInput(b testing.TB, nodes int) Input {
+	mixes := [][]inventory.Component{{rt, mp}, {pg, qpid}, {cass}, {ms, ldap}, {rt, mp}}
+	var dcs []testDC
+	for d := range 2 {
+		dc := testDC{name: fmt.Sprintf("dc-%d", d+1)}
+		for i := range nodes / 2 {
+			comps := mixes[i%len(mixes)]
+			if i < 5 {
+				comps = []inventory.Component{zk, cass}
+			}
+			dc.nodes = append(dc.nodes, node(fmt.Sprintf("n%d-%d", d+1, i), fmt.Sprintf("10.%d.%d.%d", d+1, i/250, i%250+1), comps...))
+		}
+		dcs = append(dcs, dc)
+	}
+	top := newTopology(b, "1.13.9", dcs...)
+	in := newInput(top)
+	next := 20000
+	in.Ports = &inventory.Assignment{Nodes: map[string]map[string][]int{}}
+	for _, n := range top.Nodes {
+		m := map[string][]int{}
+		for _, c := range n.Components {
+			for range componentListeners[c] {
+				m[string(c)] = append(m[string(c)], next)
+				next++
+			}
+		}
+		m[inventory.Egress] = []int{next}
+		next++
+		in.Ports.Nodes[n.Name] = m
+	}
+	return in
+}
+
+func BenchmarkRender1000(b *testing.B) {
+	in := syntheticInput(b, 1000)
+	b.ReportAllocs()
+	for b.Loop() {
+		bundles, err := Render(in)
+		if err != nil || len(bundles) != 1000 {
+			b.Fatalf("%d bundles, %v", len(bundles), err)
+		}
+	}
+}
+
+// TestLargeCluster renders a 300-node cluster: every proxy port once, and
+// every node's firewall admits all members.
+func TestLargeCluster(t *testing.T) {
+	in := syntheticInput(t, 300)
+	bundles, err := Render(in)
+	if err != nil || len(bundles) != 300 {
+		t.Fatalf("%d bundles, %v", len(bundles), err)
+	}
+	r := PortReport(in.Topology, in.Ports)
+	seen := map[int]string{}
+	for _, n := range r.Nodes {
+		for _, l := range n.Listeners {
+			if l.Daemon == "consul" {
+				continue
+			}
+			if other, dup := seen[l.Port]; dup {
+				t.Errorf("port %d on %s and %s", l.Port, n.Node, other)
+			}
+			seen[l.Port] = n.Node
+		}
+	}
+	for _, b := range bundles {
+		fw := b.File("/var/lib/mtlsctl/firewall.rules").Content
+		if got := bytes.Count(fw, []byte("-A MTLSCTL-MEMBERS -s ")); got != 300 {
+			t.Fatalf("%s: %d members in the firewall, want 300", b.Node, got)
+		}
+	}
+}

@@ -1,0 +1,124 @@
+package consulcfg
+
+import (
+	"bytes"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+func firewallOf(t *testing.T, in Input, node string) string {
+	t.Helper()
+	b, err := RenderNode(in, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b.File("/var/lib/mtlsctl/firewall.rules").Content)
+}
+
+func TestFirewall(t *testing.T) {
+	in := fiveNode(t)
+	in.Topology.Nodes[4].Address = "fd00::15" // an IPv6 member cannot be in IPv4 rules
+	tests := []struct {
+		node        string
+		has, hasNot []string
+	}{
+		{"n1", []string{
+			"--dport 8300 ", "-p udp -m udp --dport 8301 ", "-p tcp -m tcp --dport 8302 ", "-p udp -m udp --dport 8302 ",
+			"--dport 8502 ", "--dport 8503 ", "-p udp -m udp --dport 8600 ", "--dport 10001 ", "--dport 10200 ", "--dport 10700 ",
+		}, []string{"--dport 8500 ", "--dport 10004 "}},
+		{"n4", []string{"-p tcp -m tcp --dport 8301 ", "-p udp -m udp --dport 8301 ", "--dport 10300 ", "--dport 10400 ", "--dport 10703 "},
+			[]string{"--dport 8300 ", "--dport 8302 ", "--dport 8502 ", "--dport 8503 ", "--dport 8600 "}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.node, func(t *testing.T) {
+			fw := firewallOf(t, in, tc.node)
+			for _, s := range append(tc.has,
+				"*filter\n:MTLSCTL-INPUT - [0:0]\n:MTLSCTL-MEMBERS - [0:0]\n",
+				"-A MTLSCTL-INPUT -i lo -j ACCEPT\n",
+				"-A MTLSCTL-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n",
+				"-A MTLSCTL-MEMBERS -s 10.0.0.14/32 -j ACCEPT\n",
+				"-A MTLSCTL-MEMBERS -j DROP\n",
+				"# n5: fd00::15 is not an IPv4 address",
+				"iptables-restore --noflush",
+			) {
+				if !strings.Contains(fw, s) {
+					t.Errorf("rules lack %q", s)
+				}
+			}
+			for _, s := range tc.hasNot {
+				if strings.Contains(fw, s) {
+					t.Errorf("rules have %q", s)
+				}
+			}
+			if !strings.HasSuffix(fw, "\nCOMMIT\n") {
+				t.Error("rules do not end with COMMIT")
+			}
+			for _, line := range strings.Split(strings.TrimSpace(fw), "\n") {
+				switch {
+				case strings.HasPrefix(line, "#"), line == "*filter", line == "COMMIT",
+					line == ":MTLSCTL-INPUT - [0:0]", line == ":MTLSCTL-MEMBERS - [0:0]",
+					strings.HasPrefix(line, "-A MTLSCTL-INPUT "), strings.HasPrefix(line, "-A MTLSCTL-MEMBERS "):
+				default:
+					t.Errorf("line touches more than mtlsctl's chains: %q", line)
+				}
+				if strings.Contains(line, "fd00::15/") {
+					t.Errorf("IPv6 address in IPv4 rules: %q", line)
+				}
+			}
+		})
+	}
+}
+
+func TestFirewallTemplateNode(t *testing.T) {
+	fw := firewallOf(t, twoDC(t), "n1")
+	if !strings.Contains(fw, "# m4: address is a go-sockaddr template") {
+		t.Errorf("no note about the template node:\n%s", fw)
+	}
+	if strings.Contains(fw, "{{") && !strings.Contains(fw, "# m4:") {
+		t.Error("template in a rule")
+	}
+	if n := strings.Count(fw, "-j ACCEPT\n") - 2; n != 7 { // minus lo and conntrack
+		t.Errorf("%d members accepted, want the 7 literal addresses of both DCs", n)
+	}
+}
+
+func TestFirewallApplyCommand(t *testing.T) {
+	got := FirewallApplyCommand("/var/lib/mtls ctl/it's.rules")
+	want := `iptables-restore --noflush < '/var/lib/mtls ctl/it'\''s.rules' && { iptables -C INPUT -j MTLSCTL-INPUT 2>/dev/null || iptables -I INPUT 1 -j MTLSCTL-INPUT; }`
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+// TestFirewallRestoreSyntax has iptables-restore parse every rendered rules
+// file (--test: parse and build, never commit). It skips where
+// iptables-restore is missing or cannot run (it needs root).
+func TestFirewallRestoreSyntax(t *testing.T) {
+	bin, err := exec.LookPath("iptables-restore")
+	if err != nil {
+		t.Skip("iptables-restore not installed")
+	}
+	check := func(rules []byte) ([]byte, error) {
+		cmd := exec.Command(bin, "--test", "--noflush")
+		cmd.Stdin = bytes.NewReader(rules)
+		return cmd.CombinedOutput()
+	}
+	if out, err := check([]byte("*filter\n:MTLSCTL-PROBE - [0:0]\nCOMMIT\n")); err != nil {
+		t.Skipf("iptables-restore --test cannot run here: %v %s", err, out)
+	}
+	if _, err := check([]byte("*filter\n:MTLSCTL-PROBE - [0:0]\n-A MTLSCTL-PROBE --dport 1 -j ACCEPT\nCOMMIT\n")); err == nil {
+		t.Skip("iptables-restore --test does not parse rules here")
+	}
+	for _, tc := range goldenCases {
+		bundles, err := Render(tc.input(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bundles {
+			if out, err := check(b.File("/var/lib/mtlsctl/firewall.rules").Content); err != nil {
+				t.Errorf("%s/%s: iptables-restore: %v\n%s", tc.name, b.Node, err, out)
+			}
+		}
+	}
+}

@@ -1,0 +1,270 @@
+package consulcfg
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/mtlsctl/mtlsctl/inventory"
+)
+
+// Sentinel errors; Render and RenderNode wrap them in a *NodeError (or, for
+// cluster-wide problems, with the offending field) so callers can use
+// errors.Is.
+var (
+	ErrNoLeaf        = errors.New("no leaf certificate")
+	ErrNoPorts       = errors.New("no proxy ports assigned")
+	ErrUnknownNode   = errors.New("node not in the topology")
+	ErrBadCABundle   = errors.New("bad CA bundle")
+	ErrBadLeaf       = errors.New("bad leaf certificate or key")
+	ErrBadGossipKey  = errors.New("bad gossip key")
+	ErrBadTopology   = errors.New("bad topology")
+	ErrNoJoinAddress = errors.New("no Consul server with an IP address to join")
+)
+
+// NodeError is an error about one node.
+type NodeError struct {
+	Node string
+	Err  error
+}
+
+func (e *NodeError) Error() string { return "node " + e.Node + ": " + e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *NodeError) Unwrap() error { return e.Err }
+
+// Leaf is one node's certificate and private key, PEM encoded.
+type Leaf struct {
+	CertPEM []byte
+	KeyPEM  []byte
+}
+
+// Input is everything the renderers need. It holds secrets (keys, the gossip
+// key): never log it.
+type Input struct {
+	Topology *inventory.Topology
+	Ports    *inventory.Assignment
+	// CABundle holds one or more CA certificates (PEM). During a CA rollover
+	// it holds the old and the new CA. It must never hold a private key.
+	CABundle []byte
+	// Leaves maps a node name to its certificate and key.
+	Leaves map[string]Leaf
+	// GossipKey is the base64 gossip encryption key (16, 24 or 32 bytes).
+	GossipKey string
+	// GossipTransition renders encrypt_verify_incoming/outgoing as false: the
+	// first phase of turning gossip encryption on in a running cluster.
+	GossipTransition bool
+}
+
+// File names inside Consul.TLSDir, Consul.ConfigDir and Cluster.NodeStateDir.
+const (
+	CAFileName      = "ca.pem"
+	CertFileName    = "agent.pem"
+	KeyFileName     = "agent-key.pem"
+	AgentConfigName = "mtlsctl-agent.json"
+	ServicesName    = "mtlsctl-services.json"
+	FirewallName    = "firewall.rules"
+	PortsFileName   = "ports.json"
+)
+
+// DefaultNodeState is mtlsctl's state directory on a node when the cluster
+// file names none.
+const DefaultNodeState = "/var/lib/mtlsctl"
+
+// Render renders one bundle per node, in topology order. Every node's
+// problems are reported, joined, each as a *NodeError. Nodes render in
+// parallel (each is independent and rendering is pure), so a 1,000-node
+// cluster takes a fraction of a second.
+func Render(in Input) ([]Bundle, error) {
+	c, err := newCluster(in)
+	if err != nil {
+		return nil, err
+	}
+	nodes := in.Topology.Nodes
+	out := make([]Bundle, len(nodes))
+	errs := make([]error, len(nodes))
+	workers := min(runtime.GOMAXPROCS(0), 1+len(nodes)/32)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(nodes); i += workers {
+				out[i], errs[i] = c.renderNode(in, nodes[i])
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RenderNode renders the bundle of one node.
+func RenderNode(in Input, node string) (Bundle, error) {
+	c, err := newCluster(in)
+	if err != nil {
+		return Bundle{}, err
+	}
+	n := in.Topology.Node(node)
+	if n == nil {
+		return Bundle{}, &NodeError{Node: node, Err: ErrUnknownNode}
+	}
+	return c.renderNode(in, n)
+}
+
+func (c *cluster) renderNode(in Input, n *inventory.Node) (Bundle, error) {
+	nodeErr := func(err error) error { return &NodeError{Node: n.Name, Err: err} }
+	leaf, ok := in.Leaves[n.Name]
+	if !ok || len(leaf.CertPEM) == 0 || len(leaf.KeyPEM) == 0 {
+		return Bundle{}, nodeErr(fmt.Errorf("%w: run `mtlsctl generate` to issue it", ErrNoLeaf))
+	}
+	if err := checkLeaf(leaf); err != nil {
+		return Bundle{}, nodeErr(err)
+	}
+	lis, err := nodeListeners(n, in.Ports)
+	if err != nil {
+		return Bundle{}, nodeErr(err)
+	}
+	agent, err := c.agentConfig(in, n)
+	if err != nil {
+		return Bundle{}, nodeErr(err)
+	}
+	services, err := servicesConfig(n, lis)
+	if err != nil {
+		return Bundle{}, nodeErr(err)
+	}
+	ports, err := marshalJSON(nodeReport(n, lis))
+	if err != nil {
+		return Bundle{}, nodeErr(err)
+	}
+
+	p := c.paths
+	owned := func(f File) File {
+		f.Owner, f.Group = c.consul.User, c.consul.Group
+		return f
+	}
+	secretMode := fs.FileMode(0o600)
+	if c.consul.Group != "" {
+		secretMode = 0o640 // the agent reads it through the group
+	}
+	b := Bundle{
+		Node:       n.Name,
+		Datacenter: n.Datacenter,
+		Server:     n.IsServer(),
+		Files: []File{
+			owned(NewFile(p.ca, bytes.Clone(in.CABundle), 0o644, KindCACert)),
+			owned(NewFile(p.cert, bytes.Clone(leaf.CertPEM), 0o644, KindCert)),
+			owned(NewFile(p.key, bytes.Clone(leaf.KeyPEM), secretMode, KindKey)),
+			owned(NewFile(p.agent, agent, secretMode, KindConfig)),
+			owned(NewFile(p.services, services, 0o644, KindService)),
+			c.firewallFile(n, lis),
+			NewFile(p.ports, ports, 0o644, KindOther),
+		},
+	}
+	b.Seal()
+	return b, nil
+}
+
+// nodePaths are the absolute paths of the files on every node.
+type nodePaths struct {
+	ca, cert, key, agent, services, firewall, ports string
+}
+
+// newPaths fills in the defaults of the on-node directories (the validated
+// topology has them already; a hand-built one may not) and checks they are
+// absolute.
+func newPaths(cl *inventory.Cluster) (nodePaths, inventory.Consul, error) {
+	c := cl.Consul
+	state := cl.NodeStateDir
+	for _, d := range []struct {
+		field string
+		val   *string
+		def   string
+	}{
+		{"consul.config_dir", &c.ConfigDir, "/etc/consul.d"},
+		{"consul.tls_dir", &c.TLSDir, "/etc/consul.d/tls"},
+		{"consul.data_dir", &c.DataDir, "/opt/consul"},
+		{"node_state_dir", &state, DefaultNodeState},
+	} {
+		if *d.val == "" {
+			*d.val = d.def
+		}
+		if !path.IsAbs(*d.val) || strings.ContainsAny(*d.val, "\x00\n") {
+			return nodePaths{}, c, fmt.Errorf("%w: %s %q must be an absolute path on the nodes", ErrBadTopology, d.field, *d.val)
+		}
+		*d.val = path.Clean(*d.val)
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "INFO"
+	}
+	if c.Domain == "" {
+		c.Domain = "consul"
+	}
+	return nodePaths{
+		ca:       path.Join(c.TLSDir, CAFileName),
+		cert:     path.Join(c.TLSDir, CertFileName),
+		key:      path.Join(c.TLSDir, KeyFileName),
+		agent:    path.Join(c.ConfigDir, AgentConfigName),
+		services: path.Join(c.ConfigDir, ServicesName),
+		firewall: path.Join(state, FirewallName),
+		ports:    path.Join(state, PortsFileName),
+	}, c, nil
+}
+
+// checkCABundle accepts one or more CERTIFICATE blocks and nothing else: in
+// particular never a private key.
+func checkCABundle(b []byte) error {
+	rest := b
+	certs := 0
+	for {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			return fmt.Errorf("%w: it holds a %q PEM block; it must hold only CA certificates", ErrBadCABundle, blk.Type)
+		}
+		certs++
+	}
+	if certs == 0 {
+		return fmt.Errorf("%w: no PEM certificate in it", ErrBadCABundle)
+	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		return fmt.Errorf("%w: trailing data after the last certificate", ErrBadCABundle)
+	}
+	return nil
+}
+
+func checkLeaf(l Leaf) error {
+	if blk, _ := pem.Decode(l.CertPEM); blk == nil || blk.Type != "CERTIFICATE" {
+		return fmt.Errorf("%w: the certificate is not a PEM CERTIFICATE", ErrBadLeaf)
+	}
+	if blk, _ := pem.Decode(l.KeyPEM); blk == nil || !strings.HasSuffix(blk.Type, "PRIVATE KEY") {
+		return fmt.Errorf("%w: the key is not a PEM private key", ErrBadLeaf)
+	}
+	return nil
+}
+
+// checkGossipKey mirrors what memberlist accepts; the error never shows the key.
+func checkGossipKey(k string) error {
+	if k == "" {
+		return fmt.Errorf("%w: empty; run `mtlsctl generate` to create it", ErrBadGossipKey)
+	}
+	raw, err := base64.StdEncoding.DecodeString(k)
+	if err != nil {
+		return fmt.Errorf("%w: not standard base64 (fingerprint %s)", ErrBadGossipKey, GossipKeyFingerprint(k))
+	}
+	switch len(raw) {
+	case 16, 24, 32:
+		return nil
+	}
+	return fmt.Errorf("%w: %d bytes, want 16, 24 or 32 (fingerprint %s)", ErrBadGossipKey, len(raw), GossipKeyFingerprint(k))
+}

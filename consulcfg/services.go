@@ -1,0 +1,199 @@
+package consulcfg
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/mtlsctl/mtlsctl/inventory"
+)
+
+// listenerSpec is one proxy listener a component needs: the i-th assigned
+// port of the component is the public (mTLS) listener of a Consul sidecar
+// that forwards to the component's own port Target on 127.0.0.1.
+type listenerSpec struct {
+	Service string // Consul service name, shared by every node that runs it
+	Target  int    // the Apigee component's own port
+	Purpose string
+}
+
+// componentListeners maps each component to its listeners, in port order:
+// a component's first assigned port serves the first entry, and so on. The
+// counts match Apigee's table of ports per node (ZooKeeper 3, Cassandra 2,
+// OpenLDAP 1, Postgres 3, Qpid 2, Message Processor 2, Router 2); the target
+// ports are Edge for Private Cloud's defaults:
+//
+//	component          port  service                       what it carries
+//	zookeeper          2181  zookeeper                     client connections
+//	zookeeper          2888  zookeeper-quorum              followers to the leader
+//	zookeeper          3888  zookeeper-election            leader election
+//	cassandra          9042  cassandra                     CQL native protocol
+//	cassandra          9160  cassandra-thrift              Thrift clients
+//	openldap          10389  openldap                      LDAP
+//	postgres           5432  postgres                      SQL clients
+//	postgres           8084  postgres-server               Apigee postgres-server management API
+//	postgres           5432  postgres-replication          standby streaming replication
+//	qpid               5672  qpid                          AMQP broker
+//	qpid               8083  qpid-server                   Apigee qpid-server management API
+//	message-processor  8998  message-processor             Router to Message Processor traffic
+//	message-processor  8082  message-processor-management  management API
+//	router             8081  router                        management API
+//	router            15999  router-health                 health check
+//
+// Management Server and UI take no proxy ports. Cassandra's inter-node port
+// 7000 is not proxied (Apigee mTLS does not encrypt it either).
+var componentListeners = map[inventory.Component][]listenerSpec{
+	inventory.ZooKeeper: {
+		{"zookeeper", 2181, "ZooKeeper client connections (2181)"},
+		{"zookeeper-quorum", 2888, "ZooKeeper quorum: followers to leader (2888)"},
+		{"zookeeper-election", 3888, "ZooKeeper leader election (3888)"},
+	},
+	inventory.Cassandra: {
+		{"cassandra", 9042, "Cassandra CQL native protocol (9042)"},
+		{"cassandra-thrift", 9160, "Cassandra Thrift clients (9160)"},
+	},
+	inventory.OpenLDAP: {
+		{"openldap", 10389, "OpenLDAP (10389)"},
+	},
+	inventory.Postgres: {
+		{"postgres", 5432, "PostgreSQL clients (5432)"},
+		{"postgres-server", 8084, "Postgres Server management API (8084)"},
+		{"postgres-replication", 5432, "PostgreSQL standby replication (5432)"},
+	},
+	inventory.Qpid: {
+		{"qpid", 5672, "Qpid AMQP broker (5672)"},
+		{"qpid-server", 8083, "Qpid Server management API (8083)"},
+	},
+	inventory.MessageProcessor: {
+		{"message-processor", 8998, "Router to Message Processor traffic (8998)"},
+		{"message-processor-management", 8082, "Message Processor management API (8082)"},
+	},
+	inventory.Router: {
+		{"router", 8081, "Router management API (8081)"},
+		{"router-health", 15999, "Router health check (15999)"},
+	},
+}
+
+// EgressService is the Consul service name of the apigee-mtls egress proxy
+// that every node runs.
+const EgressService = "apigee-mtls"
+
+const egressPurpose = "egress proxy: local components' outbound traffic, sent on over mTLS"
+
+// proxyListener is one assigned port on one node.
+type proxyListener struct {
+	Component string // component name, or inventory.Egress
+	Service   string
+	ID        string // Consul service id, unique cluster-wide
+	Target    int    // 0 for the egress listener
+	Port      int
+	Purpose   string
+}
+
+// nodeListeners returns the node's proxy listeners in a fixed order
+// (inventory.Components order, then egress), and an error wrapping ErrNoPorts
+// when a component the node runs, or the egress proxy, lacks its ports (the
+// listeners that are assigned come back too: the port report shows them).
+func nodeListeners(n *inventory.Node, a *inventory.Assignment) ([]proxyListener, error) {
+	var out []proxyListener
+	var errs []error
+	for _, comp := range inventory.Components {
+		specs := componentListeners[comp]
+		if len(specs) == 0 || !n.Has(comp) {
+			continue
+		}
+		ports := a.Ports(n.Name, string(comp))
+		if len(ports) < len(specs) {
+			errs = append(errs, fmt.Errorf("%w: component %s has %d ports, needs %d (re-run the port assignment)", ErrNoPorts, comp, len(ports), len(specs)))
+		}
+		for i, s := range specs {
+			if i >= len(ports) {
+				break
+			}
+			out = append(out, proxyListener{
+				Component: string(comp), Service: s.Service, ID: s.Service + "-" + n.Name,
+				Target: s.Target, Port: ports[i], Purpose: s.Purpose,
+			})
+		}
+	}
+	if eg := a.Ports(n.Name, inventory.Egress); len(eg) > 0 {
+		out = append(out, proxyListener{
+			Component: inventory.Egress, Service: EgressService, ID: EgressService + "-" + n.Name,
+			Port: eg[0], Purpose: egressPurpose,
+		})
+	} else {
+		errs = append(errs, fmt.Errorf("%w: no egress port (re-run the port assignment)", ErrNoPorts))
+	}
+	taken := map[int]string{}
+	for _, p := range []int{portServerRPC, portSerfLAN, portSerfWAN, portHTTP, portGRPC, portHTTPS, portDNS} {
+		taken[p] = "the consul agent"
+	}
+	for _, l := range out {
+		switch {
+		case l.Port < 1 || l.Port > 65535:
+			errs = append(errs, fmt.Errorf("%w: %s port %d is not a TCP port", ErrNoPorts, l.ID, l.Port))
+		case taken[l.Port] != "":
+			errs = append(errs, fmt.Errorf("%w: %s port %d is already used by %s", ErrNoPorts, l.ID, l.Port, taken[l.Port]))
+		default:
+			taken[l.Port] = l.ID
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+type servicesFile struct {
+	Services []serviceDef `json:"services"`
+}
+
+type serviceDef struct {
+	ID      string            `json:"id"`
+	Name    string            `json:"name"`
+	Port    int               `json:"port"`
+	Tags    []string          `json:"tags"`
+	Meta    map[string]string `json:"meta"`
+	Connect serviceConnect    `json:"connect"`
+}
+
+type serviceConnect struct {
+	Native         bool        `json:"native,omitempty"`
+	SidecarService *sidecarDef `json:"sidecar_service,omitempty"`
+}
+
+type sidecarDef struct {
+	Port  int      `json:"port"`
+	Proxy proxyDef `json:"proxy"`
+}
+
+type proxyDef struct {
+	LocalServiceAddress string `json:"local_service_address"`
+	LocalServicePort    int    `json:"local_service_port"`
+}
+
+// servicesConfig renders one service per listener: a component listener is
+// the component's own port with a sidecar whose public listener is the
+// assigned port; the egress listener is the apigee-mtls service itself,
+// marked Connect-native because it originates mTLS on its own. Upstreams are
+// left out: the egress proxy, not per-service upstreams, carries outbound
+// traffic.
+func servicesConfig(n *inventory.Node, lis []proxyListener) ([]byte, error) {
+	f := servicesFile{Services: make([]serviceDef, 0, len(lis))}
+	for _, l := range lis {
+		d := serviceDef{
+			ID:   l.ID,
+			Name: l.Service,
+			Tags: []string{"mtlsctl", l.Component},
+			Meta: map[string]string{"component": l.Component, "node": n.Name},
+		}
+		if l.Component == inventory.Egress {
+			d.Port = l.Port
+			d.Connect.Native = true
+		} else {
+			d.Port = l.Target
+			d.Connect.SidecarService = &sidecarDef{
+				Port:  l.Port,
+				Proxy: proxyDef{LocalServiceAddress: "127.0.0.1", LocalServicePort: l.Target},
+			}
+		}
+		f.Services = append(f.Services, d)
+	}
+	return marshalJSON(f)
+}
