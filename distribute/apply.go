@@ -1,0 +1,563 @@
+package distribute
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mtlsctl/mtlsctl/consulcfg"
+	"github.com/mtlsctl/mtlsctl/inventory"
+)
+
+// Node outcomes in an ApplyResult.
+const (
+	OutcomeUnchanged  = "unchanged"   // nothing to do
+	OutcomeFailed     = "failed"      // see Error
+	OutcomeRolledBack = "rolled-back" // staged, then staging removed: node unchanged
+	OutcomeCommitted  = "committed"   // new files in place, reload pending or failed
+	OutcomeDone       = "done"        // committed and reloaded/restarted
+)
+
+// NodeApply is what Apply did on one node.
+type NodeApply struct {
+	Node               string   `json:"node"`
+	Generation         string   `json:"generation"`
+	PreviousGeneration string   `json:"previous_generation,omitempty"`
+	Outcome            string   `json:"outcome"`
+	Changed            []string `json:"changed,omitempty"` // paths written
+	// Action is the command run after the commit: "reload", "restart" or "".
+	Action string `json:"action,omitempty"`
+	Error  string `json:"error,omitempty"`
+	// Err is the typed error (a *NodeError), nil on success.
+	Err error `json:"-"`
+}
+
+// ApplyResult is the outcome of Apply.
+type ApplyResult struct {
+	RunID string `json:"run_id,omitempty"`
+	// Changed is false when every node already held its bundle: nothing
+	// was staged, committed or reloaded.
+	Changed bool `json:"changed"`
+	// Recovered says what was done about an interrupted earlier apply.
+	Recovered string       `json:"recovered,omitempty"`
+	Nodes     []*NodeApply `json:"nodes"`
+}
+
+// errKilled is returned by test hooks to make Apply stop as if the process
+// had been killed at that point.
+var errKilled = errors.New("simulated crash")
+
+// Apply pushes every bundle to its node in two phases: stage and verify on
+// every node, and only if all succeeded, commit on every node (with
+// backups), then reload (servers one at a time) or restart. A node that
+// fails staging makes Apply remove all staging and change nothing. A second
+// Apply with nothing changed touches nothing. An apply interrupted earlier
+// (its journal in JournalDir) is first finished or rolled back.
+func Apply(ctx context.Context, t *inventory.Topology, bundles []consulcfg.Bundle, o Options) (*ApplyResult, error) {
+	if o.JournalDir == "" {
+		return nil, errors.New("distribute: Options.JournalDir is required for apply (a directory under the state dir)")
+	}
+	s, err := newSession(t, o)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	unlock, err := lockAdmin(s.o.JournalDir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	res := &ApplyResult{}
+	if j, err := loadJournal(s.o.JournalDir); err != nil {
+		return nil, err
+	} else if j != nil {
+		msg, err := s.recover(ctx, j)
+		res.Recovered = msg
+		if err != nil {
+			return res, err
+		}
+	}
+
+	p, err := s.plan(ctx, bundles, false)
+	if err != nil {
+		return res, err
+	}
+	var changed []*NodePlan
+	for _, np := range p.Nodes {
+		na := &NodeApply{Node: np.Node, Generation: np.Generation, PreviousGeneration: np.CurrentGeneration, Outcome: OutcomeUnchanged}
+		if np.Err != nil {
+			na.Outcome, na.Err, na.Error = OutcomeFailed, np.Err, np.Error
+		} else if np.Changes() {
+			changed = append(changed, np)
+			for _, f := range np.changedFiles() {
+				na.Changed = append(na.Changed, f.Path)
+			}
+		}
+		res.Nodes = append(res.Nodes, na)
+	}
+	if err := p.Err(); err != nil {
+		return res, fmt.Errorf("no node was changed: %w", err)
+	}
+	if len(changed) == 0 {
+		return res, nil
+	}
+	res.Changed = true
+	return res, s.apply(ctx, changed, res)
+}
+
+func newRunID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (r *ApplyResult) node(name string) *NodeApply {
+	for _, n := range r.Nodes {
+		if n.Node == name {
+			return n
+		}
+	}
+	return nil
+}
+
+func (s *session) apply(ctx context.Context, changed []*NodePlan, res *ApplyResult) error {
+	host, _ := os.Hostname()
+	j := &journal{Version: 1, RunID: newRunID(), AdminHost: host, PID: os.Getpid(), Started: time.Now().UTC(), Phase: phaseStaging,
+		path: path.Join(s.o.JournalDir, journalName)}
+	res.RunID = j.RunID
+	contents := map[string][][]byte{}
+	var nodes []*inventory.Node
+	for _, np := range changed {
+		n := s.topo.Node(np.Node)
+		nodes = append(nodes, n)
+		jn, content := s.journalNode(np, j.RunID)
+		j.Nodes = append(j.Nodes, jn)
+		contents[n.Name] = content
+		if jn.ContentChanged {
+			res.node(n.Name).Action = "reload"
+			if jn.Restart {
+				res.node(n.Name).Action = "restart"
+			}
+		}
+	}
+	if err := j.update(nil); err != nil {
+		return err
+	}
+
+	// Phase 1: stage and verify everywhere.
+	errs := s.forEach(ctx, nodes, 0, func(ctx context.Context, n *inventory.Node) error {
+		return s.stageNode(ctx, n, j, contents[n.Name])
+	})
+	if len(errs) > 0 {
+		var all []error
+		for _, n := range nodes {
+			na := res.node(n.Name)
+			if err := errs[n.Name]; err != nil {
+				na.Outcome, na.Err = OutcomeFailed, nodeErr(n.Name, "stage", err)
+				all = append(all, na.Err)
+			} else {
+				na.Outcome, na.Err = OutcomeRolledBack, &NodeError{Node: n.Name, Step: "stage", Err: ErrAborted}
+			}
+			na.Error = na.Err.Error()
+		}
+		if err := j.update(func() { j.Phase = phaseAborting }); err != nil {
+			return errors.Join(append(all, err)...)
+		}
+		if err := s.rollBack(ctx, j, nodes); err != nil {
+			all = append(all, err)
+		}
+		return fmt.Errorf("staging failed, no node was changed: %w", errors.Join(all...))
+	}
+
+	// Phase 2: commit everywhere.
+	if err := j.update(func() { j.Phase = phaseCommitting }); err != nil {
+		return err
+	}
+	if err := s.commitAll(ctx, j, nodes, res); err != nil {
+		return err
+	}
+
+	// Phase 3: reload, servers one at a time.
+	if err := j.update(func() { j.Phase = phaseReloading }); err != nil {
+		return err
+	}
+	if err := s.reloadAll(ctx, j, res); err != nil {
+		return err
+	}
+	return j.finish()
+}
+
+// journalNode builds a node's journal entry and the contents to upload, in
+// the same order: changed files, then the state files (generation last).
+func (s *session) journalNode(np *NodePlan, runID string) (*journalNode, [][]byte) {
+	n := s.topo.Node(np.Node)
+	jn := &journalNode{Node: n.Name, Server: n.IsServer(), Generation: np.Generation, PreviousGeneration: np.CurrentGeneration,
+		StateDir: s.stateDir(), Stage: stagePrefix + runID}
+	var contents [][]byte
+	add := func(f consulcfg.File) {
+		jn.Files = append(jn.Files, journalFile{Path: f.Path, Staged: path.Join(path.Dir(f.Path), jn.Stage, path.Base(f.Path)),
+			SHA256: f.SHA256, Mode: uint32(f.Mode.Perm()), Owner: f.Owner, Group: f.Group})
+		contents = append(contents, f.Content)
+	}
+	var paths []string
+	for _, fp := range np.changedFiles() {
+		add(*np.bundle.File(fp.Path))
+		paths = append(paths, fp.Path)
+		jn.ContentChanged = true
+	}
+	for _, f := range stateFiles(np.bundle, jn.StateDir) {
+		add(f)
+	}
+	if jn.ContentChanged && s.o.RestartNeeded != nil {
+		jn.Restart = s.o.RestartNeeded(n.Name, paths)
+	}
+	return jn, contents
+}
+
+func (s *session) lockInfo(c *nodeConn, runID string) string {
+	host, _ := os.Hostname()
+	user := os.Getenv("USER")
+	if user == "" {
+		user = "unknown"
+	}
+	return lockInfoText(runID, user, host, os.Getpid(), "apply", time.Now())
+}
+
+// stageNode takes the node lock, uploads every file into staging (all
+// requests pipelined on one SFTP session), sets modes and owners and
+// verifies every staged file's SHA-256 on the node.
+func (s *session) stageNode(ctx context.Context, n *inventory.Node, j *journal, contents [][]byte) error {
+	jn := j.node(n.Name)
+	c, err := s.conn(ctx, n)
+	if err != nil {
+		return nodeErr(n.Name, "connect", err)
+	}
+	if c.sudo {
+		home, err := c.homeDir(ctx)
+		if err != nil {
+			return nodeErr(n.Name, "stage", err)
+		}
+		if err := j.update(func() { jn.UploadDir = path.Join(home, uploadPrefix+j.RunID) }); err != nil {
+			return err
+		}
+	}
+	s.report(n.Name, "lock", "", nil)
+	out, err := c.run(ctx, "lock", prepareScript(jn, j.RunID, s.lockInfo(c, j.RunID), s.o.ForceUnlock))
+	var created []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Split(line, "\t")
+		switch {
+		case f[0] == markerCreated && len(f) == 2:
+			created = append(created, f[1])
+		case f[0] == markerLocked && len(f) == 3:
+			return nodeErr(n.Name, "lock", fmt.Errorf("%w: %s", ErrLocked, parseLock(f[1], f[2], s.o.LockTTL)))
+		}
+	}
+	if uerr := j.update(func() { jn.CreatedDirs = created }); uerr != nil {
+		return uerr
+	}
+	if err != nil {
+		return nodeErr(n.Name, "lock", err)
+	}
+
+	s.report(n.Name, "stage", fmt.Sprintf("%d files", len(jn.Files)), nil)
+	if err := s.upload(ctx, c, jn, contents); err != nil {
+		return nodeErr(n.Name, "stage", err)
+	}
+	s.report(n.Name, "verify", "", nil)
+	out, err = c.run(ctx, "verify", verifyScript(jn))
+	if err != nil {
+		return nodeErr(n.Name, "verify", err)
+	}
+	got := parseHashes(out)
+	for i, f := range jn.Files {
+		h := ""
+		if i < len(got) {
+			h = got[i]
+		}
+		if h != f.SHA256 {
+			return nodeErr(n.Name, "verify", fmt.Errorf("%w: %s staged with sha256 %q, want %s", ErrVerify, f.Path, h, f.SHA256))
+		}
+	}
+	if err := j.update(func() { jn.Staged = true }); err != nil {
+		return err
+	}
+	if s.o.hooks != nil && s.o.hooks.afterStage != nil {
+		s.o.hooks.afterStage(n.Name)
+	}
+	return nil
+}
+
+// upload writes every file concurrently on the node's one SFTP session:
+// open, write, fsync@openssh.com (when offered), close, for all files at
+// once, so the batch costs about as many round trips as one file.
+func (s *session) upload(ctx context.Context, c *nodeConn, jn *journalNode, contents [][]byte) error {
+	sc, err := c.sftp(ctx)
+	if err != nil {
+		return err
+	}
+	_, canSync := sc.HasExtension("fsync@openssh.com")
+	return c.step(ctx, "upload", func() error {
+		if jn.UploadDir != "" {
+			if err := sc.Mkdir(jn.UploadDir); err != nil {
+				if fi, serr := sc.Stat(jn.UploadDir); serr != nil || !fi.IsDir() {
+					return fmt.Errorf("create %s: %w", jn.UploadDir, err)
+				}
+			}
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, len(jn.Files))
+		for i, f := range jn.Files {
+			dest := f.Staged
+			if jn.UploadDir != "" {
+				dest = path.Join(jn.UploadDir, f.upload(i))
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = writeRemote(sc, dest, contents[i], canSync)
+				if errs[i] != nil {
+					errs[i] = fmt.Errorf("write %s: %w", f.Path, errs[i])
+				}
+			}()
+		}
+		wg.Wait()
+		var first error
+		failed := 0
+		for _, err := range errs {
+			if err != nil {
+				failed++
+				if first == nil {
+					first = err
+				}
+			}
+		}
+		if failed > 1 {
+			return fmt.Errorf("%w (and %d more files)", first, failed-1)
+		}
+		return first
+	})
+}
+
+func writeRemote(sc sftpClient, dest string, content []byte, canSync bool) error {
+	f, err := sc.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(content); err != nil {
+		f.Close()
+		return err
+	}
+	if canSync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
+}
+
+// rollBack removes all staging of the journal's nodes and releases their
+// locks. The journal is retired only when every node is clean.
+func (s *session) rollBack(ctx context.Context, j *journal, nodes []*inventory.Node) error {
+	errs := s.forEach(ctx, nodes, 0, func(ctx context.Context, n *inventory.Node) error {
+		jn := j.node(n.Name)
+		c, err := s.conn(ctx, n)
+		if err != nil {
+			return nodeErr(n.Name, "cleanup", err)
+		}
+		s.report(n.Name, "cleanup", "removing staging", nil)
+		if _, err := c.run(ctx, "cleanup", cleanupScript(jn, j.RunID)); err != nil {
+			return nodeErr(n.Name, "cleanup", err)
+		}
+		return nil
+	})
+	if len(errs) > 0 {
+		var all []error
+		for _, n := range nodes {
+			if err := errs[n.Name]; err != nil {
+				all = append(all, err)
+			}
+		}
+		return fmt.Errorf("staging could not be removed everywhere; the journal %s is kept and the next apply retries the cleanup: %w",
+			j.path, errors.Join(all...))
+	}
+	return j.finish()
+}
+
+// commitAll commits every journal node not yet committed. Past this point
+// the apply only moves forward: failures leave the journal in place and a
+// re-run commits the rest.
+func (s *session) commitAll(ctx context.Context, j *journal, nodes []*inventory.Node, res *ApplyResult) error {
+	var killed bool
+	var kmu sync.Mutex
+	errs := s.forEach(ctx, nodes, 0, func(ctx context.Context, n *inventory.Node) error {
+		kmu.Lock()
+		k := killed
+		kmu.Unlock()
+		if k {
+			return errKilled
+		}
+		jn := j.node(n.Name)
+		if jn.Committed {
+			return nil
+		}
+		c, err := s.conn(ctx, n)
+		if err != nil {
+			return nodeErr(n.Name, "connect", err)
+		}
+		s.report(n.Name, "commit", "", nil)
+		if _, err := c.run(ctx, "commit", commitScript(jn, j.RunID)); err != nil {
+			return nodeErr(n.Name, "commit", err)
+		}
+		if err := j.update(func() { jn.Committed = true }); err != nil {
+			return err
+		}
+		if res != nil {
+			if na := res.node(n.Name); na != nil {
+				na.Outcome = OutcomeCommitted
+			}
+		}
+		if s.o.hooks != nil && s.o.hooks.afterCommit != nil {
+			if err := s.o.hooks.afterCommit(n.Name); err != nil {
+				kmu.Lock()
+				killed = true
+				kmu.Unlock()
+				return err
+			}
+		}
+		return nil
+	})
+	if len(errs) == 0 {
+		return nil
+	}
+	var all []error
+	for _, n := range nodes {
+		if err := errs[n.Name]; err != nil {
+			if errors.Is(err, errKilled) {
+				return errKilled
+			}
+			all = append(all, err)
+			if res != nil {
+				if na := res.node(n.Name); na != nil {
+					na.Outcome, na.Err, na.Error = OutcomeFailed, err, err.Error()
+				}
+			}
+		}
+	}
+	return fmt.Errorf("commit failed on some nodes after others committed; rerun apply to finish (journal %s): %w", j.path, errors.Join(all...))
+}
+
+// reloadAll runs each journal node's reload or restart (servers one at a
+// time, in cluster-file order, then clients concurrently) and releases the
+// node locks.
+func (s *session) reloadAll(ctx context.Context, j *journal, res *ApplyResult) error {
+	var servers, clients []*inventory.Node
+	for _, jn := range j.Nodes {
+		if jn.Reloaded {
+			continue
+		}
+		n := s.topo.Node(jn.Node)
+		if jn.Server && jn.ContentChanged {
+			servers = append(servers, n)
+		} else {
+			clients = append(clients, n)
+		}
+	}
+	one := func(ctx context.Context, n *inventory.Node) error {
+		jn := j.node(n.Name)
+		cmd, what := "", ""
+		if jn.ContentChanged {
+			cmd, what = s.topo.Cluster.Consul.ReloadCommand, "reload"
+			if jn.Restart {
+				cmd, what = s.topo.Cluster.Consul.RestartCommand, "restart"
+			}
+		}
+		c, err := s.conn(ctx, n)
+		if err != nil {
+			return nodeErr(n.Name, "connect", err)
+		}
+		s.report(n.Name, "reload", what, nil)
+		if _, err := c.run(ctx, "reload", reloadScript(cmd, jn.StateDir, j.RunID)); err != nil {
+			return nodeErr(n.Name, what, err)
+		}
+		if err := j.update(func() { jn.Reloaded = true }); err != nil {
+			return err
+		}
+		if res != nil {
+			if na := res.node(n.Name); na != nil {
+				na.Outcome = OutcomeDone
+			}
+		}
+		s.report(n.Name, "done", "", nil)
+		return nil
+	}
+	errs := s.forEach(ctx, servers, 1, one)
+	for k, v := range s.forEach(ctx, clients, 0, one) {
+		errs[k] = v
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	var all []error
+	for _, jn := range j.Nodes {
+		if err := errs[jn.Node]; err != nil {
+			all = append(all, err)
+			if res != nil {
+				if na := res.node(jn.Node); na != nil {
+					na.Err, na.Error = err, err.Error()
+				}
+			}
+		}
+	}
+	return fmt.Errorf("files are committed but reload failed on some nodes; rerun apply to retry (journal %s): %w", j.path, errors.Join(all...))
+}
+
+// recover finishes or rolls back an apply that was interrupted (the process
+// killed, or a node lost mid-commit): before any node committed, staging is
+// removed everywhere; once committing began, the remaining nodes (whose
+// staging was verified) are committed and reloaded.
+func (s *session) recover(ctx context.Context, j *journal) (string, error) {
+	var nodes []*inventory.Node
+	for _, jn := range j.Nodes {
+		n := s.topo.Node(jn.Node)
+		if n == nil {
+			return "", fmt.Errorf("the interrupted apply %s (journal %s) names node %q, which the cluster file no longer has: restore the node in the file to let mtlsctl finish, or clean it by hand",
+				j.RunID, j.path, jn.Node)
+		}
+		nodes = append(nodes, n)
+	}
+	switch j.Phase {
+	case phaseStaging, phaseAborting:
+		if err := s.rollBack(ctx, j, nodes); err != nil {
+			return "", fmt.Errorf("interrupted apply %s: %w", j.RunID, err)
+		}
+		return fmt.Sprintf("rolled back the interrupted apply %s (no node had committed)", j.RunID), nil
+	case phaseCommitting:
+		if err := s.commitAll(ctx, j, nodes, nil); err != nil {
+			return "", fmt.Errorf("interrupted apply %s: %w", j.RunID, err)
+		}
+		if err := j.update(func() { j.Phase = phaseReloading }); err != nil {
+			return "", err
+		}
+		fallthrough
+	case phaseReloading:
+		if err := s.reloadAll(ctx, j, nil); err != nil {
+			return "", fmt.Errorf("interrupted apply %s: %w", j.RunID, err)
+		}
+		if err := j.finish(); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("finished the interrupted apply %s (committed and reloaded the remaining nodes)", j.RunID), nil
+	default:
+		return "", fmt.Errorf("apply journal %s has unknown phase %q", j.path, j.Phase)
+	}
+}

@@ -1,0 +1,15 @@
+// Package distribute moves node bundles onto the nodes over SSH/SFTP and
+// reports what the nodes hold: Plan (a diff, changing nothing), Apply (stage
+// everywhere and verify, then commit everywhere with backups, then reload)
+// and Status (reachability, generation, fingerprints, expiry, drift).
+//
+// It owns the SSH transport (known_hosts checking, agent and identity files,
+// ~/.ssh/config, bastion, sudo), the node-side state directory (generation,
+// manifest, lock, backups) and the admin-side apply journal. It never decides
+// what goes into a bundle (consulcfg does) and never prints a secret: keys
+// are shown as "changed", certificates and gossip keys as fingerprints.
+//
+// The remote side needs only SFTP and `sh -s`: every remote step is one small
+// POSIX shell script sent on stdin, which prefixes every node path with
+// "$MTLSCTL_ROOT" (empty on a real node; the sandbox's root in tests).
+package distribute

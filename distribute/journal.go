@@ -1,0 +1,209 @@
+package distribute
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Journal phases. The journal exists only while an apply is unfinished.
+const (
+	phaseStaging    = "staging"    // no node committed: roll back
+	phaseAborting   = "aborting"   // staging failed somewhere: roll back
+	phaseCommitting = "committing" // every node staged and verified: roll forward
+	phaseReloading  = "reloading"  // every node committed: finish reloads
+)
+
+const (
+	journalName     = "apply-journal.json"
+	lastJournalFile = "last-apply.json"
+	adminLockFile   = "apply.lock"
+)
+
+// journal is the admin-side record of an apply, written atomically (and
+// fsynced) before every phase change and after every node's progress, so
+// that a re-run after a crash knows whether to roll back or forward. It
+// holds paths and hashes, never file contents.
+type journal struct {
+	Version   int            `json:"version"`
+	RunID     string         `json:"run_id"`
+	AdminHost string         `json:"admin_host"`
+	PID       int            `json:"pid"`
+	Started   time.Time      `json:"started"`
+	Phase     string         `json:"phase"`
+	Nodes     []*journalNode `json:"nodes"`
+
+	mu   sync.Mutex
+	path string
+}
+
+// journalNode is one node's part of an apply.
+type journalNode struct {
+	Node               string        `json:"node"`
+	Server             bool          `json:"server"`
+	Generation         string        `json:"generation"`
+	PreviousGeneration string        `json:"previous_generation,omitempty"`
+	StateDir           string        `json:"state_dir"`
+	Stage              string        `json:"stage"`                // staging directory name beside each target
+	UploadDir          string        `json:"upload_dir,omitempty"` // sudo: where files are uploaded first
+	CreatedDirs        []string      `json:"created_dirs,omitempty"`
+	Files              []journalFile `json:"files"` // commit order: the generation file last
+	ContentChanged     bool          `json:"content_changed"`
+	Restart            bool          `json:"restart"`
+	Staged             bool          `json:"staged"`
+	Committed          bool          `json:"committed"`
+	Reloaded           bool          `json:"reloaded"`
+	Error              string        `json:"error,omitempty"`
+}
+
+type journalFile struct {
+	Path   string `json:"path"`
+	Staged string `json:"staged"`
+	SHA256 string `json:"sha256"`
+	Mode   uint32 `json:"mode"`
+	Owner  string `json:"owner,omitempty"`
+	Group  string `json:"group,omitempty"`
+}
+
+func (journalFile) upload(i int) string { return fmt.Sprintf("f%d", i) }
+
+// targetDirs are the distinct directories of the node's files.
+func (j *journalNode) targetDirs() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range j.Files {
+		d := path.Dir(f.Path)
+		if !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (j *journal) node(name string) *journalNode {
+	for _, n := range j.Nodes {
+		if n.Node == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// update applies fn under the journal's lock and persists the result.
+func (j *journal) update(fn func()) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
+	data, err := json.MarshalIndent(j, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(j.path, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("apply journal %s: %w", j.path, err)
+	}
+	return nil
+}
+
+// finish retires the journal: the apply is complete (or fully rolled back).
+func (j *journal) finish() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	last := filepath.Join(filepath.Dir(j.path), lastJournalFile)
+	if err := os.Rename(j.path, last); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("apply journal: %w", err)
+	}
+	return syncDir(filepath.Dir(j.path))
+}
+
+func loadJournal(dir string) (*journal, error) {
+	p := filepath.Join(dir, journalName)
+	data, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("apply journal: %w", err)
+	}
+	j := &journal{path: p}
+	if err := json.Unmarshal(data, j); err != nil {
+		return nil, fmt.Errorf("apply journal %s is corrupt (%v): inspect it, clean the nodes' staging by hand, then remove it", p, err)
+	}
+	return j, nil
+}
+
+// writeFileAtomic writes data to a temp file beside p, fsyncs it, renames it
+// onto p and fsyncs the directory.
+func writeFileAtomic(p string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// lockAdmin takes the admin-side lock on dir (flock: released by the kernel
+// when the process dies, so it never goes stale).
+func lockAdmin(dir string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("journal dir: %w", err)
+	}
+	p := filepath.Join(dir, adminLockFile)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("admin lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(p)
+		f.Close()
+		return nil, fmt.Errorf("%w: another mtlsctl apply is running from this state directory (%s: %s)", ErrLocked, p, string(holder))
+	}
+	host, _ := os.Hostname()
+	f.Truncate(0)
+	fmt.Fprintf(f, "%s pid %d since %s\n", host, os.Getpid(), time.Now().UTC().Format(time.RFC3339))
+	return func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}

@@ -1,0 +1,303 @@
+package distribute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"strings"
+
+	"github.com/mtlsctl/mtlsctl/consulcfg"
+	"github.com/mtlsctl/mtlsctl/inventory"
+	"github.com/pmezard/go-difflib/difflib"
+)
+
+// Action is what applying a bundle would do to one file.
+type Action string
+
+// File actions.
+const (
+	ActionCreate    Action = "create"
+	ActionChange    Action = "change"    // content differs
+	ActionMetadata  Action = "metadata"  // same content, mode or owner differs
+	ActionUnchanged Action = "unchanged" // nothing to do
+)
+
+// FilePlan is the plan for one file on one node. It never holds a secret:
+// config diffs have the gossip key replaced by its fingerprint, keys are
+// only said to change.
+type FilePlan struct {
+	Path   string         `json:"path"`
+	Kind   consulcfg.Kind `json:"kind"`
+	Action Action         `json:"action"`
+	// OldMode/NewMode and OldOwner/NewOwner are set when they change.
+	OldMode  string `json:"old_mode,omitempty"`
+	NewMode  string `json:"new_mode,omitempty"`
+	OldOwner string `json:"old_owner,omitempty"`
+	NewOwner string `json:"new_owner,omitempty"`
+	// Diff is a short unified diff for config, service and other files.
+	Diff string `json:"diff,omitempty"`
+	// OldFingerprint/NewFingerprint are certificate fingerprints.
+	OldFingerprint string `json:"old_fingerprint,omitempty"`
+	NewFingerprint string `json:"new_fingerprint,omitempty"`
+}
+
+// NodePlan is the plan for one node.
+type NodePlan struct {
+	Node    string `json:"node"`
+	Address string `json:"address"`
+	// Generation is the bundle's; CurrentGeneration what the node recorded.
+	Generation        string     `json:"generation"`
+	CurrentGeneration string     `json:"current_generation,omitempty"`
+	Files             []FilePlan `json:"files,omitempty"`
+	// Lock is set when another run holds the node's lock.
+	Lock  *LockInfo `json:"lock,omitempty"`
+	Error string    `json:"error,omitempty"`
+	// Err is the typed error (a *NodeError) when the node could not be planned.
+	Err error `json:"-"`
+
+	bundle *consulcfg.Bundle
+	remote *remoteState
+}
+
+// Changes reports whether applying would change anything on the node
+// (files, or only the recorded generation).
+func (n *NodePlan) Changes() bool {
+	if n.Err != nil {
+		return false
+	}
+	return len(n.changedFiles()) > 0 || n.CurrentGeneration != n.Generation
+}
+
+func (n *NodePlan) changedFiles() []FilePlan {
+	var out []FilePlan
+	for _, f := range n.Files {
+		if f.Action != ActionUnchanged {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// PlanResult is the plan for every node, in cluster-file order.
+type PlanResult struct {
+	Nodes []*NodePlan `json:"nodes"`
+}
+
+// Changes reports whether any node has pending changes (for --detailed-exitcode).
+func (p *PlanResult) Changes() bool {
+	for _, n := range p.Nodes {
+		if n.Changes() {
+			return true
+		}
+	}
+	return false
+}
+
+// Err joins the per-node errors (nil when every node was planned).
+func (p *PlanResult) Err() error {
+	var errs []error
+	for _, n := range p.Nodes {
+		if n.Err != nil {
+			errs = append(errs, n.Err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Plan connects to every node that has a bundle and reports what Apply
+// would do, changing nothing. Nodes that fail are reported in their
+// NodePlan and in the returned error (errors.Join of *NodeError); the others
+// are still planned.
+func Plan(ctx context.Context, t *inventory.Topology, bundles []consulcfg.Bundle, o Options) (*PlanResult, error) {
+	s, err := newSession(t, o)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	p, err := s.plan(ctx, bundles, true)
+	if err != nil {
+		return nil, err
+	}
+	return p, p.Err()
+}
+
+// nodesFor matches bundles to topology nodes, in topology order.
+func (s *session) nodesFor(bundles []consulcfg.Bundle) ([]*inventory.Node, map[string]*consulcfg.Bundle, error) {
+	byNode := map[string]*consulcfg.Bundle{}
+	for i := range bundles {
+		b := &bundles[i]
+		if s.topo.Node(b.Node) == nil {
+			return nil, nil, fmt.Errorf("bundle for node %q: no such node in the cluster file", b.Node)
+		}
+		if _, dup := byNode[b.Node]; dup {
+			return nil, nil, fmt.Errorf("two bundles for node %q", b.Node)
+		}
+		if err := checkBundle(b, s.stateDir()); err != nil {
+			return nil, nil, err
+		}
+		byNode[b.Node] = b
+	}
+	var nodes []*inventory.Node
+	for _, n := range s.topo.Nodes {
+		if byNode[n.Name] != nil {
+			nodes = append(nodes, n)
+		}
+	}
+	return nodes, byNode, nil
+}
+
+func (s *session) stateDir() string {
+	if d := s.topo.Cluster.NodeStateDir; d != "" {
+		return path.Clean(d)
+	}
+	return "/var/lib/mtlsctl"
+}
+
+func (s *session) plan(ctx context.Context, bundles []consulcfg.Bundle, diffs bool) (*PlanResult, error) {
+	nodes, byNode, err := s.nodesFor(bundles)
+	if err != nil {
+		return nil, err
+	}
+	res := &PlanResult{}
+	plans := map[string]*NodePlan{}
+	for _, n := range nodes {
+		np := &NodePlan{Node: n.Name, Address: s.endpoint(n).addr(), Generation: byNode[n.Name].Generation, bundle: byNode[n.Name]}
+		plans[n.Name] = np
+		res.Nodes = append(res.Nodes, np)
+	}
+	errs := s.forEach(ctx, nodes, 0, func(ctx context.Context, n *inventory.Node) error {
+		return s.planNode(ctx, n, plans[n.Name], diffs)
+	})
+	for name, err := range errs {
+		np := plans[name]
+		np.Err = nodeErr(name, "plan", err)
+		np.Error = np.Err.Error()
+		s.report(name, "inspect", "", np.Err)
+	}
+	return res, nil
+}
+
+func (s *session) planNode(ctx context.Context, n *inventory.Node, np *NodePlan, diffs bool) error {
+	c, err := s.conn(ctx, n)
+	if err != nil {
+		return nodeErr(n.Name, "connect", err)
+	}
+	b := np.bundle
+	var paths []string
+	for _, f := range b.Files {
+		paths = append(paths, f.Path)
+	}
+	s.report(n.Name, "inspect", "", nil)
+	out, err := c.run(ctx, "inspect", inspectScript(paths, s.stateDir(), false))
+	if err != nil {
+		return nodeErr(n.Name, "inspect", err)
+	}
+	r, err := parseInspect(out, s.o.LockTTL)
+	if err != nil {
+		return nodeErr(n.Name, "inspect", err)
+	}
+	np.remote = r
+	np.CurrentGeneration = r.Generation
+	np.Lock = r.Lock
+	var fetch []string
+	for _, f := range b.Files {
+		fp := comparePlan(f, r.file(f.Path))
+		if diffs && fp.Action == ActionChange && f.Kind != consulcfg.KindKey && r.file(f.Path).Regular {
+			fetch = append(fetch, f.Path)
+		}
+		np.Files = append(np.Files, fp)
+	}
+	if len(fetch) == 0 {
+		return nil
+	}
+	old, err := c.download(ctx, fetch)
+	for i := range np.Files {
+		fp := &np.Files[i]
+		f := b.File(fp.Path)
+		content, ok := old[fp.Path]
+		if !ok || (fp.Action != ActionChange) {
+			continue
+		}
+		switch f.Kind {
+		case consulcfg.KindCACert, consulcfg.KindCert:
+			fp.OldFingerprint = certFingerprint(content)
+		default:
+			fp.Diff = shortDiff(fp.Path, content, f.Content)
+		}
+	}
+	if err != nil {
+		s.report(n.Name, "inspect", "could not download old files for the diff", err)
+	}
+	return nil
+}
+
+// comparePlan compares the bundle's file with what the node holds.
+func comparePlan(f consulcfg.File, r *remoteFile) FilePlan {
+	fp := FilePlan{Path: f.Path, Kind: f.Kind, Action: ActionUnchanged}
+	if f.Kind == consulcfg.KindCACert || f.Kind == consulcfg.KindCert {
+		fp.NewFingerprint = certFingerprint(f.Content)
+	}
+	switch {
+	case !r.Exists:
+		fp.Action = ActionCreate
+		fp.NewMode = modeString(f.Mode)
+		fp.NewOwner = ownerSpec(f.Owner, f.Group)
+		if f.Kind != consulcfg.KindCACert && f.Kind != consulcfg.KindCert && f.Kind != consulcfg.KindKey {
+			fp.Diff = shortDiff(f.Path, nil, f.Content)
+		}
+		return fp
+	case !r.Regular || r.SHA256 != f.SHA256:
+		fp.Action = ActionChange
+	}
+	if r.Mode.Perm() != f.Mode.Perm() {
+		fp.OldMode, fp.NewMode = modeString(r.Mode), modeString(f.Mode)
+	}
+	if (f.Owner != "" && f.Owner != r.Owner) || (f.Group != "" && f.Group != r.Group) {
+		fp.OldOwner, fp.NewOwner = r.Owner+":"+r.Group, ownerSpec(f.Owner, f.Group)
+	}
+	if fp.Action == ActionUnchanged && (fp.NewMode != "" || fp.NewOwner != "") {
+		fp.Action = ActionMetadata
+	}
+	return fp
+}
+
+func modeString(m fs.FileMode) string { return fmt.Sprintf("%04o", m.Perm()) }
+
+// encryptRE finds the gossip key in a Consul JSON config.
+var encryptRE = regexp.MustCompile(`("encrypt"\s*:\s*")([^"]*)(")`)
+
+// redact replaces every gossip key with its fingerprint.
+func redact(b []byte) string {
+	return encryptRE.ReplaceAllStringFunc(string(b), func(m string) string {
+		sub := encryptRE.FindStringSubmatch(m)
+		return sub[1] + "<redacted " + GossipFingerprint(sub[2]) + ">" + sub[3]
+	})
+}
+
+// maxDiffLines bounds a diff shown in a plan.
+const maxDiffLines = 60
+
+func shortDiff(name string, old, new []byte) string {
+	d := difflib.UnifiedDiff{
+		A:        difflib.SplitLines(redact(old)),
+		B:        difflib.SplitLines(redact(new)),
+		FromFile: "node:" + name,
+		ToFile:   "bundle:" + name,
+		Context:  2,
+	}
+	if len(old) == 0 {
+		d.A = nil
+	}
+	text, err := difflib.GetUnifiedDiffString(d)
+	if err != nil {
+		return ""
+	}
+	lines := strings.SplitAfter(text, "\n")
+	if len(lines) > maxDiffLines {
+		text = strings.Join(lines[:maxDiffLines], "") + fmt.Sprintf("... (%d more lines)\n", len(lines)-maxDiffLines)
+	}
+	return text
+}

@@ -1,0 +1,479 @@
+package distribute
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kevinburke/ssh_config"
+	"github.com/mtlsctl/mtlsctl/inventory"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+)
+
+// session is one operation (plan, apply, status) over a set of nodes: it
+// holds one SSH connection per node, shared by every step, and the loaded
+// keys and known_hosts.
+type session struct {
+	o      Options
+	topo   *inventory.Topology
+	keys   *hostKeys
+	sshCfg *ssh_config.Config
+	cfgErr error
+
+	authOnce sync.Once
+	signers  []ssh.Signer
+	authErr  error
+	agentC   net.Conn
+
+	mu       sync.Mutex
+	conns    map[string]*nodeConn
+	bmu      sync.Mutex // guards bastions; held while a bastion handshakes
+	bastions map[string]*ssh.Client
+}
+
+func newSession(t *inventory.Topology, o Options) (*session, error) {
+	if t == nil || t.Cluster == nil {
+		return nil, errors.New("distribute: no topology (load the cluster file first)")
+	}
+	o = o.withDefaults()
+	s := &session{o: o, topo: t, conns: map[string]*nodeConn{}, bastions: map[string]*ssh.Client{}}
+	if err := s.loadSSHConfig(); err != nil {
+		return nil, err
+	}
+	writeFile := s.expand(t.Cluster.SSH.KnownHosts)
+	if writeFile == "" {
+		writeFile = filepath.Join(o.HomeDir, ".ssh", "known_hosts")
+	}
+	files := o.KnownHostsFiles
+	if files == nil {
+		files = []string{writeFile, filepath.Join(o.HomeDir, ".ssh", "known_hosts"), "/etc/ssh/ssh_known_hosts"}
+	} else {
+		files = append([]string{writeFile}, files...)
+	}
+	var err error
+	if s.keys, err = newHostKeys(files, writeFile, o.AcceptNewHostKeys); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// expand resolves a leading ~/ against HomeDir.
+func (s *session) expand(p string) string {
+	if p == "~" {
+		return s.o.HomeDir
+	}
+	if strings.HasPrefix(p, "~/") {
+		return filepath.Join(s.o.HomeDir, p[2:])
+	}
+	return p
+}
+
+func (s *session) loadSSHConfig() error {
+	if s.o.HomeDir == "" {
+		return nil
+	}
+	p := filepath.Join(s.o.HomeDir, ".ssh", "config")
+	f, err := os.Open(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ssh config %s: %w", p, err)
+	}
+	defer f.Close()
+	cfg, err := ssh_config.Decode(f)
+	if err != nil {
+		return fmt.Errorf("ssh config %s: %w (fix the file or point HOME elsewhere)", p, err)
+	}
+	s.sshCfg = cfg
+	return nil
+}
+
+func (s *session) cfg(alias, key string) string {
+	if s.sshCfg == nil {
+		return ""
+	}
+	v, _ := s.sshCfg.Get(alias, key)
+	return v
+}
+
+func (s *session) report(node, step, msg string, err error) {
+	if s.o.Progress != nil {
+		s.o.Progress.Report(Event{Node: node, Step: step, Msg: msg, Err: err, Time: time.Now()})
+	}
+}
+
+// endpoint is where and as whom to reach a node.
+type endpoint struct {
+	alias string // the name the cluster file gives (ssh_host or address)
+	host  string // after ~/.ssh/config HostName
+	port  int
+	user  string
+	jump  string // [user@]host[:port] or ""
+	ids   []string
+}
+
+func (e endpoint) addr() string { return net.JoinHostPort(e.host, strconv.Itoa(e.port)) }
+
+// endpoint resolves a node: the node's own ssh_* fields first, then
+// ~/.ssh/config for that host, then the cluster's ssh section.
+func (s *session) endpoint(n *inventory.Node) endpoint {
+	c := s.topo.Cluster.SSH
+	e := endpoint{alias: n.SSHHost}
+	if e.alias == "" {
+		e.alias = n.Address
+	}
+	return s.resolve(e.alias, n.SSHUser, n.SSHPort, c)
+}
+
+func (s *session) resolve(alias, user string, port int, c inventory.SSH) endpoint {
+	e := endpoint{alias: alias, host: alias, user: user, port: port}
+	if h := s.cfg(alias, "HostName"); h != "" {
+		e.host = strings.ReplaceAll(h, "%h", alias)
+	}
+	if e.user == "" {
+		e.user = s.cfg(alias, "User")
+	}
+	if e.user == "" {
+		e.user = c.User
+	}
+	if e.user == "" {
+		e.user = "root"
+	}
+	if e.port == 0 {
+		e.port, _ = strconv.Atoi(s.cfg(alias, "Port"))
+	}
+	if e.port == 0 {
+		e.port = c.Port
+	}
+	if e.port == 0 {
+		e.port = 22
+	}
+	e.jump = c.Bastion
+	if e.jump == "" {
+		if j := s.cfg(alias, "ProxyJump"); j != "" && !strings.EqualFold(j, "none") {
+			e.jump = strings.Split(j, ",")[0]
+		}
+	}
+	if c.IdentityFile != "" {
+		e.ids = append(e.ids, s.expand(c.IdentityFile))
+	}
+	if s.sshCfg != nil {
+		ids, _ := s.sshCfg.GetAll(alias, "IdentityFile")
+		for _, id := range ids {
+			e.ids = append(e.ids, s.expand(id))
+		}
+	}
+	for _, id := range s.o.IdentityFiles {
+		e.ids = append(e.ids, s.expand(id))
+	}
+	return e
+}
+
+// parseJump splits a ProxyJump/bastion spec "[user@]host[:port]".
+func (s *session) parseJump(spec string) endpoint {
+	user := ""
+	if i := strings.LastIndex(spec, "@"); i >= 0 {
+		user, spec = spec[:i], spec[i+1:]
+	}
+	host, port := spec, 0
+	if h, p, err := net.SplitHostPort(spec); err == nil {
+		host = h
+		port, _ = strconv.Atoi(p)
+	}
+	e := s.resolve(host, user, port, inventory.SSH{User: s.topo.Cluster.SSH.User, IdentityFile: s.topo.Cluster.SSH.IdentityFile})
+	e.jump = "" // one hop
+	return e
+}
+
+// loadSigners gathers the agent's keys and the identity files' keys, once.
+func (s *session) loadSigners(ids []string) ([]ssh.Signer, error) {
+	s.authOnce.Do(func() {
+		if s.o.UseAgent {
+			if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
+				if c, err := net.DialTimeout("unix", sock, s.o.ConnectTimeout); err == nil {
+					s.agentC = c
+					if sg, err := agent.NewClient(c).Signers(); err == nil {
+						s.signers = append(s.signers, sg...)
+					}
+				}
+			}
+		}
+		seen := map[string]bool{}
+		var missing []string
+		for _, f := range ids {
+			if seen[f] {
+				continue
+			}
+			seen[f] = true
+			sg, err := s.loadIdentity(f)
+			if errors.Is(err, os.ErrNotExist) {
+				missing = append(missing, f)
+				continue
+			}
+			if err != nil {
+				s.authErr = err
+				return
+			}
+			s.signers = append(s.signers, sg)
+		}
+		if len(s.signers) == 0 {
+			s.authErr = fmt.Errorf("%w: no key to offer: no ssh-agent keys and no identity file (looked for %s); set ssh.identity_file or start ssh-agent",
+				ErrAuth, strings.Join(missing, ", "))
+		}
+	})
+	return s.signers, s.authErr
+}
+
+func (s *session) loadIdentity(file string) (ssh.Signer, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	sg, err := ssh.ParsePrivateKey(pem)
+	var missing *ssh.PassphraseMissingError
+	if errors.As(err, &missing) {
+		if s.o.Passphrase == nil {
+			return nil, fmt.Errorf("%w: identity file %s is encrypted and no passphrase prompt is available (use ssh-agent)", ErrAuth, file)
+		}
+		pass, perr := s.o.Passphrase(file)
+		if perr != nil {
+			return nil, fmt.Errorf("identity file %s: passphrase: %w", file, perr)
+		}
+		sg, err = ssh.ParsePrivateKeyWithPassphrase(pem, pass)
+		for i := range pass {
+			pass[i] = 0
+		}
+		if errors.Is(err, x509.IncorrectPasswordError) {
+			return nil, fmt.Errorf("%w: identity file %s: wrong passphrase", ErrAuth, file)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("identity file %s: cannot parse the private key (%v)", file, errors.Unwrap(err))
+	}
+	return sg, nil
+}
+
+// dialTCP opens the raw connection for e, through the bastion if any.
+func (s *session) dialTCP(ctx context.Context, node string, e endpoint) (net.Conn, error) {
+	if e.jump != "" {
+		b, err := s.bastion(ctx, node, e.jump)
+		if err != nil {
+			return nil, err
+		}
+		c, err := b.DialContext(ctx, "tcp", e.addr())
+		if err != nil {
+			return nil, fmt.Errorf("%w: via bastion %s to %s: %v", ErrUnreachable, e.jump, e.addr(), err)
+		}
+		return c, nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, s.o.ConnectTimeout)
+	defer cancel()
+	var c net.Conn
+	var err error
+	if s.o.Dial != nil {
+		c, err = s.o.Dial(dctx, "tcp", e.addr())
+	} else {
+		var d net.Dialer
+		c, err = d.DialContext(dctx, "tcp", e.addr())
+	}
+	if err != nil {
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("%w: connecting to %s after %s", ErrTimeout, e.addr(), s.o.ConnectTimeout)
+		}
+		return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, e.addr(), err)
+	}
+	return c, nil
+}
+
+// bastion returns the (shared) connection to a jump host.
+func (s *session) bastion(ctx context.Context, node, spec string) (*ssh.Client, error) {
+	s.bmu.Lock()
+	defer s.bmu.Unlock() // one handshake per bastion; nodes behind it wait
+	if c, ok := s.bastions[spec]; ok {
+		return c, nil
+	}
+	e := s.parseJump(spec)
+	c, err := s.handshake(ctx, "bastion "+spec, e)
+	if err != nil {
+		return nil, fmt.Errorf("bastion %s: %w", spec, err)
+	}
+	s.bastions[spec] = c
+	return c, nil
+}
+
+// handshake dials e and runs the SSH handshake under ConnectTimeout.
+func (s *session) handshake(ctx context.Context, node string, e endpoint) (*ssh.Client, error) {
+	signers, err := s.loadSigners(e.ids)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := s.dialTCP(ctx, node, e)
+	if err != nil {
+		return nil, err
+	}
+	var hkErr error
+	cfg := &ssh.ClientConfig{
+		User:              e.user,
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signers...)},
+		HostKeyCallback:   s.keys.callback(node, &hkErr),
+		HostKeyAlgorithms: hostKeyAlgorithms(s.keys.knownTypes(e.addr())),
+		Timeout:           s.o.ConnectTimeout,
+	}
+	// Deadline on the whole handshake: closing the connection unblocks it,
+	// which works for tunnelled connections too (they have no deadlines).
+	var timedOut, cancelled bool
+	var tmu sync.Mutex
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTimer(s.o.ConnectTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			tmu.Lock()
+			timedOut = true
+			tmu.Unlock()
+			conn.Close()
+		case <-ctx.Done():
+			tmu.Lock()
+			cancelled = true
+			tmu.Unlock()
+			conn.Close()
+		case <-stop:
+		}
+	}()
+	sc, chans, reqs, err := ssh.NewClientConn(conn, e.addr(), cfg)
+	close(stop)
+	tmu.Lock()
+	to, cc := timedOut, cancelled
+	tmu.Unlock()
+	if err != nil {
+		conn.Close()
+		switch {
+		case hkErr != nil:
+			return nil, hkErr
+		case cc:
+			return nil, ctx.Err()
+		case to:
+			return nil, fmt.Errorf("%w: ssh handshake with %s took longer than %s", ErrTimeout, e.addr(), s.o.ConnectTimeout)
+		case strings.Contains(err.Error(), "unable to authenticate"):
+			return nil, fmt.Errorf("%w: %s@%s refused every key offered (%d key(s): check the user and that the public key is in authorized_keys)",
+				ErrAuth, e.user, e.addr(), len(signers))
+		default:
+			return nil, fmt.Errorf("%w: ssh handshake with %s: %v", ErrUnreachable, e.addr(), err)
+		}
+	}
+	if to || cc {
+		sc.Close()
+		if cc {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: ssh handshake with %s", ErrTimeout, e.addr())
+	}
+	return ssh.NewClient(sc, chans, reqs), nil
+}
+
+// conn returns the node's connection, making it on first use: one SSH
+// connection per node for the whole operation.
+func (s *session) conn(ctx context.Context, n *inventory.Node) (*nodeConn, error) {
+	s.mu.Lock()
+	c, ok := s.conns[n.Name]
+	s.mu.Unlock()
+	if ok && !c.broken() {
+		return c, nil
+	}
+	if ok { // lost (sshd restarted, network blip): reconnect once per call
+		c.close()
+		s.mu.Lock()
+		if s.conns[n.Name] == c {
+			delete(s.conns, n.Name)
+		}
+		s.mu.Unlock()
+	}
+	e := s.endpoint(n)
+	s.report(n.Name, "connect", e.user+"@"+e.addr(), nil)
+	client, err := s.handshake(ctx, n.Name, e)
+	if err != nil {
+		return nil, err
+	}
+	c = &nodeConn{s: s, node: n, ep: e, client: client,
+		sudo: s.topo.Cluster.SSH.Sudo && e.user != "root"}
+	go func() {
+		client.Wait()
+		c.markBroken()
+	}()
+	s.mu.Lock()
+	if old, ok := s.conns[n.Name]; ok { // lost a race: keep one
+		s.mu.Unlock()
+		client.Close()
+		return old, nil
+	}
+	s.conns[n.Name] = c
+	s.mu.Unlock()
+	return c, nil
+}
+
+func (s *session) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.close()
+	}
+	s.bmu.Lock()
+	for _, b := range s.bastions {
+		b.Close()
+	}
+	s.bastions = map[string]*ssh.Client{}
+	s.bmu.Unlock()
+	if s.agentC != nil {
+		s.agentC.Close()
+	}
+	s.conns = map[string]*nodeConn{}
+}
+
+// forEach runs fn for every node with at most limit at once and returns the
+// errors by node name.
+func (s *session) forEach(ctx context.Context, nodes []*inventory.Node, limit int, fn func(context.Context, *inventory.Node) error) map[string]error {
+	if limit <= 0 {
+		limit = s.o.Concurrency
+	}
+	sem := make(chan struct{}, limit)
+	var mu sync.Mutex
+	errs := map[string]error{}
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				mu.Lock()
+				errs[n.Name] = ctx.Err()
+				mu.Unlock()
+				return
+			}
+			defer func() { <-sem }()
+			if err := fn(ctx, n); err != nil {
+				mu.Lock()
+				errs[n.Name] = err
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errs
+}
