@@ -1,0 +1,238 @@
+package cmd
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mtlsctl/mtlsctl/internal/app"
+)
+
+func inventoryCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "inventory",
+		Usage: "check the cluster file, or make one from an Apigee silent config",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "validate",
+				Usage: "check the cluster file and print the topology",
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					return app.Validate(common(c))
+				},
+			},
+			{
+				Name:      "import-apigee",
+				Usage:     "turn Apigee silent config file(s) (one per region) into a cluster file",
+				ArgsUsage: "SILENT_CONFIG [SILENT_CONFIG...]",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "out", Usage: "write the cluster file to `FILE` (default: the --inventory path)"},
+					&cli.StringFlag{Name: "name", Usage: "cluster name (default: from the first file's name)"},
+					&cli.BoolFlag{Name: "force", Usage: "replace an existing cluster file"},
+				},
+				Action: func(c *cli.Context) error {
+					if c.NArg() == 0 {
+						return usageError{"inventory import-apigee: give the silent config file(s) to import"}
+					}
+					return app.ImportApigee(common(c), app.ImportOptions{
+						Files: c.Args().Slice(),
+						Out:   c.String("out"),
+						Name:  c.String("name"),
+						Force: c.Bool("force"),
+					})
+				},
+			},
+		},
+	}
+}
+
+func generateCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "generate",
+		Usage: "create what is missing in the state dir: CA, gossip key, a certificate per node",
+		Description: "Idempotent: an existing CA or gossip key is never replaced; a node's certificate is\n" +
+			"reissued only when its name, address, datacenter or role changed, or it is close to expiry.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "ca-key-type", Value: "ecdsa-p256", Usage: "key type of a new CA: ecdsa-p256, rsa-2048 or rsa-4096"},
+			&cli.StringFlag{Name: "key-type", Value: "ecdsa-p256", Usage: "key type of new node certificates: ecdsa-p256, rsa-2048 or rsa-4096"},
+			&cli.IntFlag{Name: "ca-days", Value: 1825, Usage: "validity of a new CA, in days"},
+			&cli.IntFlag{Name: "cert-days", Value: 365, Usage: "validity of new node certificates, in days"},
+			&cli.IntFlag{Name: "renew-before", Value: 30, Usage: "reissue node certificates that expire within this many `DAYS`"},
+			&cli.BoolFlag{Name: "name-constraints", Usage: "limit a new CA to the Consul domain and localhost (X.509 name constraints)"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			return app.Generate(common(c), app.GenerateOptions{
+				CAKeyType:       c.String("ca-key-type"),
+				KeyType:         c.String("key-type"),
+				CADays:          c.Int("ca-days"),
+				CertDays:        c.Int("cert-days"),
+				RenewBefore:     time.Duration(c.Int("renew-before")) * 24 * time.Hour,
+				NameConstraints: c.Bool("name-constraints"),
+			})
+		},
+	}
+}
+
+func renderCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "render",
+		Usage: "write every node's bundle under DIR/<node>/<absolute path on the node>",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "out", Required: true, Usage: "output `DIR` (created; must be empty or absent)"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			return app.Render(common(c), c.String("out"))
+		},
+	}
+}
+
+func portsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "ports",
+		Usage: "print the proxy-port assignment per node",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "format", Value: "table", Usage: "table, json or apigee-report (the JSON shape of `apigee-mtls report`)"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			format := c.String("format")
+			if c.String("output") == "json" && !c.IsSet("format") {
+				format = "json"
+			}
+			switch format {
+			case "table", "json", "apigee-report":
+			default:
+				return usageError{fmt.Sprintf("ports --format %q: use table, json or apigee-report", format)}
+			}
+			return app.Ports(common(c), format)
+		},
+	}
+}
+
+// sshFlags are the flags of every command that reaches the nodes.
+func sshFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "concurrency", Value: 20, Usage: "nodes worked on at once"},
+		&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "deadline for each SSH step on a node"},
+		&cli.BoolFlag{Name: "accept-new-host-keys", Usage: "trust hosts missing from known_hosts and record them (a changed key is always refused)"},
+		&cli.StringSliceFlag{Name: "nodes", Usage: "limit to these node `NAMES` (comma-separated)"},
+	}
+}
+
+func distOptions(c *cli.Context) app.DistOptions {
+	return app.DistOptions{
+		Concurrency:       c.Int("concurrency"),
+		Timeout:           c.Duration("timeout"),
+		AcceptNewHostKeys: c.Bool("accept-new-host-keys"),
+		Nodes:             c.StringSlice("nodes"),
+	}
+}
+
+func planCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "plan",
+		Usage: "show, per node, which files would be created, changed or left alone (changes nothing)",
+		Flags: append(sshFlags(),
+			&cli.BoolFlag{Name: "detailed-exitcode", Usage: "exit 2 when changes are pending, 0 when none"},
+		),
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			return app.Plan(c.Context, common(c), distOptions(c), c.Bool("detailed-exitcode"))
+		},
+	}
+}
+
+func applyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "apply",
+		Usage: "push every node's bundle consistently: stage everywhere, verify, commit everywhere, reload",
+		Flags: append(sshFlags(),
+			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
+			&cli.BoolFlag{Name: "force-unlock", Usage: "take over a lock left by a dead mtlsctl run (after checking it is dead)"},
+		),
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			return app.Apply(c.Context, common(c), distOptions(c), app.ApplyOptions{
+				Yes:         c.Bool("yes"),
+				ForceUnlock: c.Bool("force-unlock"),
+			})
+		},
+	}
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "per node: reachable, generation, CA and gossip fingerprints, cert expiry, drift",
+		Flags: sshFlags(),
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			return app.Status(c.Context, common(c), distOptions(c))
+		},
+	}
+}
+
+func certsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "certs",
+		Usage: "certificate inspection",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "check-expiration",
+				Usage: "expiry of the CA and every node certificate (from the state dir, or --remote from the nodes)",
+				Flags: append(sshFlags(),
+					&cli.BoolFlag{Name: "remote", Usage: "read the certificate each node actually holds"},
+					&cli.IntFlag{Name: "warn-days", Value: 30, Usage: "exit non-zero when a certificate expires within `DAYS`"},
+				),
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					return app.CheckExpiration(c.Context, common(c), distOptions(c), app.ExpiryOptions{
+						Remote:   c.Bool("remote"),
+						WarnDays: c.Int("warn-days"),
+					})
+				},
+			},
+		},
+	}
+}
+
+func demoCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "demo",
+		Usage: "the whole bootstrap (generate, plan, apply, status) against a local sandbox cluster",
+		Description: "Starts in-process SSH/SFTP servers on loopback, one per node, each with its own host key\n" +
+			"and file root, and runs the real pipeline against them. Needs no root, no setup, no network.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "example", Value: "edge-5", Usage: "topology: edge-5, edge-9, edge-12 or edge-13"},
+			&cli.StringFlag{Name: "dir", Usage: "keep the sandbox (state, node roots) in `DIR` instead of a temporary directory"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			return app.Demo(c.Context, common(c), app.DemoOptions{
+				Example: c.String("example"),
+				Dir:     c.String("dir"),
+			})
+		},
+	}
+}

@@ -1,0 +1,81 @@
+// Package app runs mtlsctl's commands: each function takes the global
+// settings and one options struct, strings the packages together (inventory →
+// ca → consulcfg → distribute) and prints the result. It is what the command
+// line calls, kept out of cmd so that tests reach every path.
+package app
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// Common holds the global flags and the streams of one command run.
+type Common struct {
+	Inventory   string // the cluster file
+	State       string // the admin-side state directory
+	JSON        bool   // -o json
+	Stdin       io.Reader
+	Stdout      io.Writer
+	Stderr      io.Writer
+	Interactive bool // stdin and stdout are a terminal
+	// Now is the clock (nil = time.Now); tests set it.
+	Now func() time.Time
+}
+
+func (c Common) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func (c Common) stdout() io.Writer {
+	if c.Stdout == nil {
+		return io.Discard
+	}
+	return c.Stdout
+}
+
+func (c Common) stderr() io.Writer {
+	if c.Stderr == nil {
+		return io.Discard
+	}
+	return c.Stderr
+}
+
+// printf writes a line of human output; with -o json it goes to stderr so
+// stdout stays parseable.
+func (c Common) printf(format string, a ...any) {
+	w := c.stdout()
+	if c.JSON {
+		w = c.stderr()
+	}
+	fmt.Fprintf(w, format, a...)
+}
+
+func (c Common) writeJSON(v any) error {
+	enc := json.NewEncoder(c.stdout())
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// ChangesPending is returned by Plan with --detailed-exitcode when a node has
+// changes to apply; the command line turns it into exit code 2.
+type ChangesPending struct{ Nodes int }
+
+func (c ChangesPending) Error() string {
+	return fmt.Sprintf("changes pending on %d node(s)", c.Nodes)
+}
+
+// ErrReported marks a failure already reported in full (per node, above the
+// summary): the command line exits 1 without printing it again.
+var ErrReported = errors.New("failed (see the report above)")
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}

@@ -1,0 +1,294 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mtlsctl/mtlsctl/ca"
+	"github.com/mtlsctl/mtlsctl/consulcfg"
+	"github.com/mtlsctl/mtlsctl/inventory"
+)
+
+// Validate checks the cluster file and prints the topology.
+func Validate(c Common) error {
+	t, err := inventory.Load(c.Inventory)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return c.writeJSON(t.Cluster)
+	}
+	return t.Describe(c.stdout())
+}
+
+// ImportOptions are the options of `inventory import-apigee`.
+type ImportOptions struct {
+	Files []string // silent config files, one per region
+	Out   string   // cluster file to write ("" = Common.Inventory)
+	Name  string   // cluster name ("" = derived from the first file)
+	Force bool     // replace an existing cluster file
+}
+
+// ImportApigee turns Apigee silent config file(s) into a cluster file, and
+// imports the gossip key and CA they name into the state directory (never
+// replacing a different existing one).
+func ImportApigee(c Common, o ImportOptions) error {
+	out := o.Out
+	if out == "" {
+		out = c.Inventory
+	}
+	if fileExists(out) && !o.Force {
+		return fmt.Errorf("%s already exists: pass --force to replace it, or --out to write elsewhere", out)
+	}
+	var imports []*inventory.Import
+	for _, f := range o.Files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("reading silent config: %w", err)
+		}
+		im, err := inventory.ImportApigee(f, data)
+		if err != nil {
+			return err
+		}
+		imports = append(imports, im)
+	}
+	im, err := inventory.MergeImports(imports...)
+	if err != nil {
+		return err
+	}
+	if o.Name != "" {
+		im.Cluster.Name = o.Name
+	}
+	yml, err := inventory.Marshal(im.Cluster)
+	if err != nil {
+		return err
+	}
+	// Check the result before writing anything, so a bad import leaves no trace.
+	if _, err := inventory.Parse(out, yml); err != nil {
+		return fmt.Errorf("the imported cluster does not validate (fix the silent config): %w", err)
+	}
+
+	// Secrets named by the silent config go into the state, not the cluster file.
+	var caCert, caKey []byte
+	if im.CACertPath != "" || im.CAKeyPath != "" {
+		if im.CACertPath == "" || im.CAKeyPath == "" {
+			return errors.New("silent config names only one of PATH_TO_CA_CERT and PATH_TO_CA_KEY: give both to import the CA, or neither to let mtlsctl create one")
+		}
+		if caCert, err = os.ReadFile(im.CACertPath); err != nil {
+			return fmt.Errorf("PATH_TO_CA_CERT: %w", err)
+		}
+		if caKey, err = os.ReadFile(im.CAKeyPath); err != nil {
+			return fmt.Errorf("PATH_TO_CA_KEY: %w", err)
+		}
+	}
+	if im.GossipKey != "" || caCert != nil {
+		st, err := ca.Open(c.State, ca.OpenOptions{Create: true})
+		if err != nil {
+			return err
+		}
+		lock, err := st.Lock("import-apigee")
+		if err != nil {
+			return err
+		}
+		defer lock.Unlock()
+		if im.GossipKey != "" {
+			if err := st.ImportGossipKey(im.GossipKey); err != nil {
+				return fmt.Errorf("ENCRYPT_DATA: %w", err)
+			}
+			c.printf("imported gossip key %s into %s\n", ca.GossipFingerprint(im.GossipKey), c.State)
+		}
+		if caCert != nil {
+			authority, err := st.ImportCA(caCert, caKey)
+			if err != nil {
+				return fmt.Errorf("importing the CA from %s: %w", im.CACertPath, err)
+			}
+			c.printf("imported CA %s into %s\n", authority.Fingerprint(), c.State)
+		}
+	}
+	if err := ca.WriteFileAtomic(out, yml, 0o644); err != nil {
+		return err
+	}
+	for _, w := range im.Warnings {
+		fmt.Fprintf(c.stderr(), "warning: %s\n", w)
+	}
+	c.printf("wrote %s (%d nodes)\n", out, countNodes(im.Cluster))
+	if im.CertValidDays > 0 {
+		c.printf("note: the silent config asks for %d-day certificates: run `mtlsctl generate --cert-days %d`\n", im.CertValidDays, im.CertValidDays)
+	}
+	return nil
+}
+
+func countNodes(cl *inventory.Cluster) int {
+	n := 0
+	for _, dc := range cl.Datacenters {
+		n += len(dc.Nodes)
+	}
+	return n
+}
+
+// GenerateOptions are the options of `generate`.
+type GenerateOptions struct {
+	CAKeyType       string
+	KeyType         string
+	CADays          int
+	CertDays        int
+	RenewBefore     time.Duration
+	NameConstraints bool
+}
+
+// Generate creates what is missing in the state directory.
+func Generate(c Common, o GenerateOptions) error {
+	t, err := inventory.Load(c.Inventory)
+	if err != nil {
+		return err
+	}
+	st, err := ca.Open(c.State, ca.OpenOptions{Create: true})
+	if err != nil {
+		return err
+	}
+	lock, err := st.Lock("generate")
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+
+	prev, err := st.Ports()
+	if err != nil {
+		return err
+	}
+	ports, err := inventory.AssignPorts(t, prev)
+	if err != nil {
+		return err
+	}
+	rep, err := st.Generate(t, ca.GenerateOptions{
+		CA: ca.CAOptions{
+			KeyType:         o.CAKeyType,
+			Days:            o.CADays,
+			Domain:          t.Cluster.Consul.Domain,
+			NameConstraints: o.NameConstraints,
+		},
+		Leaf:        ca.IssueOptions{KeyType: o.KeyType},
+		LeafDays:    o.CertDays,
+		RenewBefore: o.RenewBefore,
+		Ports:       ports,
+	})
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return c.writeJSON(rep)
+	}
+	return writeGenerateReport(c.stdout(), c.State, rep)
+}
+
+// loadBundles is the shared front half of render, plan and apply: the
+// validated topology, the credentials and ports from the state, rendered.
+func loadBundles(c Common) (*inventory.Topology, []consulcfg.Bundle, error) {
+	t, err := inventory.Load(c.Inventory)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := ca.Open(c.State, ca.OpenOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	creds, err := st.Credentials(t)
+	if err != nil {
+		return nil, nil, err
+	}
+	ports, err := statePorts(st, t)
+	if err != nil {
+		return nil, nil, err
+	}
+	leaves := make(map[string]consulcfg.Leaf, len(creds.Leaves))
+	for name, l := range creds.Leaves {
+		leaves[name] = consulcfg.Leaf{CertPEM: l.CertPEM, KeyPEM: l.KeyPEM}
+	}
+	bundles, err := consulcfg.Render(consulcfg.Input{
+		Topology:  t,
+		Ports:     ports,
+		CABundle:  creds.CABundlePEM,
+		Leaves:    leaves,
+		GossipKey: creds.GossipKey,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, bundles, nil
+}
+
+// statePorts returns the recorded port assignment, which must cover the
+// topology as it is now: a node added since the last generate has no ports.
+func statePorts(st *ca.State, t *inventory.Topology) (*inventory.Assignment, error) {
+	prev, err := st.Ports()
+	if err != nil {
+		return nil, err
+	}
+	ports, err := inventory.AssignPorts(t, prev)
+	if err != nil {
+		return nil, err
+	}
+	if prev == nil || !ports.Equal(prev) {
+		return nil, fmt.Errorf("%s: the port assignment in the state does not match the cluster file (nodes or ranges changed): run `mtlsctl generate` to record it", st.Dir())
+	}
+	return ports, nil
+}
+
+// Render writes every node's bundle under dir/<node>/<absolute path>.
+func Render(c Common, dir string) error {
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return fmt.Errorf("%s is not empty: give an empty or new directory to render into", dir)
+	}
+	_, bundles, err := loadBundles(c)
+	if err != nil {
+		return err
+	}
+	if err := consulcfg.WriteTree(dir, bundles); err != nil {
+		return err
+	}
+	files := 0
+	for _, b := range bundles {
+		files += len(b.Files)
+	}
+	c.printf("rendered %d files for %d nodes under %s\n", files, len(bundles), filepath.Clean(dir))
+	return nil
+}
+
+// Ports prints the port assignment: table, json or apigee-report. Before the
+// first generate it shows what generate would record.
+func Ports(c Common, format string) error {
+	t, err := inventory.Load(c.Inventory)
+	if err != nil {
+		return err
+	}
+	var prev *inventory.Assignment
+	if fileExists(c.State) {
+		st, err := ca.Open(c.State, ca.OpenOptions{})
+		if err != nil {
+			return err
+		}
+		if prev, err = st.Ports(); err != nil {
+			return err
+		}
+	}
+	a, err := inventory.AssignPorts(t, prev)
+	if err != nil {
+		return err
+	}
+	if prev == nil || !a.Equal(prev) {
+		fmt.Fprintln(c.stderr(), "note: this assignment is not recorded yet; `mtlsctl generate` records it")
+	}
+	r := consulcfg.PortReport(t, a)
+	switch strings.ToLower(format) {
+	case "json":
+		return r.WriteJSON(c.stdout())
+	case "apigee-report":
+		return r.WriteApigee(c.stdout())
+	default:
+		return r.WriteTable(c.stdout())
+	}
+}

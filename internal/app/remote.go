@@ -1,0 +1,474 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/mtlsctl/mtlsctl/ca"
+	"github.com/mtlsctl/mtlsctl/consulcfg"
+	"github.com/mtlsctl/mtlsctl/distribute"
+	"github.com/mtlsctl/mtlsctl/inventory"
+)
+
+// DistOptions are the flags shared by every command that reaches the nodes.
+type DistOptions struct {
+	Concurrency       int
+	Timeout           time.Duration // per SSH step
+	AcceptNewHostKeys bool
+	Nodes             []string // limit to these nodes (nil = all)
+
+	// HomeDir replaces the user's home for ~/.ssh lookups (tests, demo).
+	HomeDir string
+	// Dial replaces the TCP dialer (tests: latency proxies).
+	Dial distribute.Options
+}
+
+// ApplyOptions are the options of `apply`.
+type ApplyOptions struct {
+	Yes         bool // skip the confirmation prompt
+	ForceUnlock bool
+}
+
+// distribute builds the transport options from the flags and the state dir.
+func (c Common) distOptions(d DistOptions, st *ca.State) distribute.Options {
+	o := d.Dial
+	o.Concurrency = d.Concurrency
+	if d.Timeout > 0 {
+		o.StepTimeout = d.Timeout
+		o.ConnectTimeout = d.Timeout
+	}
+	o.AcceptNewHostKeys = d.AcceptNewHostKeys
+	o.UseAgent = os.Getenv("SSH_AUTH_SOCK") != ""
+	if d.HomeDir != "" {
+		o.HomeDir = d.HomeDir
+	}
+	if st != nil {
+		o.JournalDir = filepath.Join(st.Dir(), "apply")
+	}
+	o.Progress = newProgress(c.stderr(), c.Interactive)
+	if c.Interactive {
+		o.Passphrase = c.askPassphrase
+	}
+	return o
+}
+
+// askPassphrase reads an identity file's passphrase from the terminal
+// without echo. It is asked once per file and never logged.
+func (c Common) askPassphrase(file string) ([]byte, error) {
+	f, ok := c.Stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil, fmt.Errorf("%s is encrypted: load it into ssh-agent (ssh-add) to use it without a terminal", file)
+	}
+	fmt.Fprintf(c.stderr(), "passphrase for %s: ", file)
+	pass, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(c.stderr())
+	return pass, err
+}
+
+// selectBundles keeps the bundles of the named nodes (all when none named),
+// refusing names the cluster file does not have.
+func selectBundles(t *inventory.Topology, bundles []consulcfg.Bundle, names []string) ([]consulcfg.Bundle, error) {
+	if len(names) == 0 {
+		return bundles, nil
+	}
+	want := map[string]bool{}
+	for _, list := range names {
+		for _, n := range strings.Split(list, ",") {
+			n = strings.TrimSpace(n)
+			if n == "" {
+				continue
+			}
+			if t.Node(n) == nil {
+				return nil, fmt.Errorf("--nodes: %q is not a node of %s", n, t.Cluster.Source)
+			}
+			want[n] = true
+		}
+	}
+	var out []consulcfg.Bundle
+	for _, b := range bundles {
+		if want[b.Node] {
+			out = append(out, b)
+		}
+	}
+	return out, nil
+}
+
+// remoteSetup loads everything a remote command needs.
+func remoteSetup(c Common, d DistOptions) (*inventory.Topology, []consulcfg.Bundle, *ca.State, distribute.Options, error) {
+	t, bundles, err := loadBundles(c)
+	if err != nil {
+		return nil, nil, nil, distribute.Options{}, err
+	}
+	if bundles, err = selectBundles(t, bundles, d.Nodes); err != nil {
+		return nil, nil, nil, distribute.Options{}, err
+	}
+	st, err := ca.Open(c.State, ca.OpenOptions{})
+	if err != nil {
+		return nil, nil, nil, distribute.Options{}, err
+	}
+	return t, bundles, st, c.distOptions(d, st), nil
+}
+
+// Plan shows what apply would change on every node, changing nothing.
+func Plan(ctx context.Context, c Common, d DistOptions, detailedExit bool) error {
+	t, bundles, _, o, err := remoteSetup(c, d)
+	if err != nil {
+		return err
+	}
+	o.JournalDir = "" // plan never writes, not even a journal
+	res, err := distribute.Plan(ctx, t, bundles, o)
+	if res == nil {
+		return err
+	}
+	if c.JSON {
+		if werr := c.writeJSON(res); werr != nil {
+			return werr
+		}
+	} else {
+		writePlan(c.stdout(), res)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %d node(s) could not be planned", ErrReported, countPlanErrors(res))
+	}
+	if detailedExit && res.Changes() {
+		return ChangesPending{Nodes: countPlanChanges(res)}
+	}
+	return nil
+}
+
+func countPlanErrors(r *distribute.PlanResult) int {
+	n := 0
+	for _, np := range r.Nodes {
+		if np.Err != nil {
+			n++
+		}
+	}
+	return n
+}
+
+func countPlanChanges(r *distribute.PlanResult) int {
+	n := 0
+	for _, np := range r.Nodes {
+		if np.Changes() {
+			n++
+		}
+	}
+	return n
+}
+
+// writePlan prints the plan per node: + create, ~ change, = unchanged.
+func writePlan(w io.Writer, r *distribute.PlanResult) {
+	changed := 0
+	for _, np := range r.Nodes {
+		switch {
+		case np.Err != nil:
+			fmt.Fprintf(w, "node %s (%s): ERROR %s\n", np.Node, np.Address, np.Error)
+			continue
+		case !np.Changes():
+			fmt.Fprintf(w, "node %s (%s): up to date (generation %s)\n", np.Node, np.Address, np.Generation)
+			continue
+		}
+		changed++
+		from := np.CurrentGeneration
+		if from == "" {
+			from = "none"
+		}
+		fmt.Fprintf(w, "node %s (%s): generation %s -> %s\n", np.Node, np.Address, from, np.Generation)
+		if np.Lock != nil {
+			fmt.Fprintf(w, "  locked: %s\n", np.Lock)
+		}
+		for _, f := range np.Files {
+			switch f.Action {
+			case distribute.ActionUnchanged:
+				continue
+			case distribute.ActionCreate:
+				fmt.Fprintf(w, "  + %s (%s, %s)\n", f.Path, f.Kind, f.NewMode)
+			case distribute.ActionMetadata:
+				fmt.Fprintf(w, "  ~ %s: mode/owner %s %s -> %s %s\n", f.Path, f.OldMode, f.OldOwner, f.NewMode, f.NewOwner)
+			default:
+				fmt.Fprintf(w, "  ~ %s (%s)\n", f.Path, f.Kind)
+			}
+			if f.OldFingerprint != "" || f.NewFingerprint != "" {
+				fmt.Fprintf(w, "      fingerprint %s -> %s\n", orNone(f.OldFingerprint), f.NewFingerprint)
+			}
+			// A new file's whole content is no review aid; a change's diff is.
+			if f.Diff != "" && f.Action == distribute.ActionChange {
+				for _, line := range strings.Split(strings.TrimRight(f.Diff, "\n"), "\n") {
+					fmt.Fprintf(w, "      %s\n", line)
+				}
+			}
+		}
+	}
+	fmt.Fprintf(w, "\n%d of %d node(s) have changes to apply\n", changed, len(r.Nodes))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// Apply pushes every bundle: plan, confirm, stage everywhere and verify,
+// commit everywhere, reload.
+func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
+	t, bundles, st, o, err := remoteSetup(c, d)
+	if err != nil {
+		return err
+	}
+	o.ForceUnlock = a.ForceUnlock
+	if !a.Yes {
+		plan, perr := distribute.Plan(ctx, t, bundles, withoutJournal(o))
+		if plan == nil {
+			return perr
+		}
+		writePlan(c.stdout(), plan)
+		if perr != nil {
+			return fmt.Errorf("%w: fix the unreachable node(s) first; apply pushes to all nodes or none", ErrReported)
+		}
+		if plan.Changes() || fileExists(filepath.Join(o.JournalDir, "apply-journal.json")) {
+			if !c.Interactive {
+				return errors.New("apply changes nodes: pass --yes to confirm when not on a terminal")
+			}
+			if !c.confirm(fmt.Sprintf("Apply these changes to %d node(s)?", countPlanChanges(plan))) {
+				return errors.New("apply cancelled: nothing was changed")
+			}
+		}
+	}
+	lock, err := st.Lock("apply")
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	res, err := distribute.Apply(ctx, t, bundles, o)
+	if res != nil {
+		if c.JSON {
+			if werr := c.writeJSON(res); werr != nil {
+				return werr
+			}
+		} else {
+			writeApply(c.stdout(), res)
+		}
+	}
+	if err != nil && res != nil {
+		return fmt.Errorf("%w: %v", ErrReported, summarizeErr(err))
+	}
+	return err
+}
+
+func withoutJournal(o distribute.Options) distribute.Options {
+	o.JournalDir = ""
+	return o
+}
+
+// summarizeErr keeps the first line of a joined error and counts the rest.
+func summarizeErr(err error) string {
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) == 1 {
+		return lines[0]
+	}
+	return fmt.Sprintf("%s (and %d more)", lines[0], len(lines)-1)
+}
+
+func (c Common) confirm(question string) bool {
+	fmt.Fprintf(c.stdout(), "%s [y/N] ", question)
+	line, _ := bufio.NewReader(c.Stdin).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true
+	}
+	return false
+}
+
+func writeApply(w io.Writer, r *distribute.ApplyResult) {
+	if r.Recovered != "" {
+		fmt.Fprintf(w, "recovered an interrupted apply: %s\n", r.Recovered)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tOUTCOME\tGENERATION\tFILES\tACTION\tERROR")
+	counts := map[string]int{}
+	for _, n := range r.Nodes {
+		counts[n.Outcome]++
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", n.Node, n.Outcome, n.Generation, len(n.Changed), n.Action, n.Error)
+	}
+	tw.Flush()
+	if !r.Changed {
+		fmt.Fprintln(w, "\nnothing to do: every node already holds its bundle")
+		return
+	}
+	var parts []string
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
+	}
+	fmt.Fprintf(w, "\n%s\n", strings.Join(parts, ", "))
+}
+
+// Status reads every node's state and exits non-zero on drift, a pending
+// generation or an unreachable node.
+func Status(ctx context.Context, c Common, d DistOptions) error {
+	t, bundles, _, o, err := remoteSetup(c, d)
+	if err != nil {
+		return err
+	}
+	o.JournalDir = ""
+	res, err := distribute.Status(ctx, t, bundles, o)
+	if res == nil {
+		return err
+	}
+	if c.JSON {
+		if werr := c.writeJSON(res); werr != nil {
+			return werr
+		}
+	} else {
+		writeStatus(c.stdout(), res, c.now())
+	}
+	bad := 0
+	for _, n := range res.Nodes {
+		if !n.Reachable || n.Err != nil || len(n.Drift) > 0 || n.Pending {
+			bad++
+		}
+	}
+	if bad > 0 {
+		return fmt.Errorf("%w: %d node(s) unreachable, drifted or not up to date", ErrReported, bad)
+	}
+	return nil
+}
+
+func writeStatus(w io.Writer, r *distribute.StatusResult, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tREACHABLE\tGENERATION\tCA\tGOSSIP KEY\tCERT EXPIRES\tDRIFT")
+	for _, n := range r.Nodes {
+		if !n.Reachable || n.Err != nil {
+			fmt.Fprintf(tw, "%s\tno\t\t\t\t\t%s\n", n.Node, n.Error)
+			continue
+		}
+		gen := orNone(n.Generation)
+		if n.Pending {
+			gen += " (pending " + n.Expected + ")"
+		}
+		expires := ""
+		if !n.CertNotAfter.IsZero() {
+			expires = fmt.Sprintf("%s (%dd)", n.CertNotAfter.UTC().Format("2006-01-02"), int(n.CertNotAfter.Sub(now).Hours()/24))
+		}
+		drift := "none"
+		if len(n.Drift) > 0 {
+			var parts []string
+			for _, dr := range n.Drift {
+				parts = append(parts, dr.Path+": "+dr.Reason)
+			}
+			drift = strings.Join(parts, "; ")
+		}
+		fmt.Fprintf(tw, "%s\tyes\t%s\t%s\t%s\t%s\t%s\n", n.Node, gen, short(n.CAFingerprint), n.GossipFingerprint, expires, drift)
+	}
+	tw.Flush()
+}
+
+// short abbreviates a colon-hex certificate fingerprint for tables.
+func short(fp string) string {
+	if len(fp) > 23 {
+		return fp[:23] + "…"
+	}
+	return fp
+}
+
+// ExpiryOptions are the options of `certs check-expiration`.
+type ExpiryOptions struct {
+	Remote   bool // read the certificates the nodes hold
+	WarnDays int  // exit non-zero when one expires within this many days
+}
+
+// CheckExpiration prints the expiry of the CA and every node certificate,
+// from the state dir or (Remote) from the nodes themselves.
+func CheckExpiration(ctx context.Context, c Common, d DistOptions, e ExpiryOptions) error {
+	var rows []ca.CertStatus
+	if e.Remote {
+		t, bundles, _, o, err := remoteSetup(c, d)
+		if err != nil {
+			return err
+		}
+		o.JournalDir = ""
+		res, err := distribute.Status(ctx, t, bundles, o)
+		if res == nil {
+			return err
+		}
+		now := c.now()
+		for _, n := range res.Nodes {
+			if n.CertNotAfter.IsZero() {
+				rows = append(rows, ca.CertStatus{Name: n.Node, Subject: "unreadable: " + orNone(n.Error)})
+				continue
+			}
+			days := int(n.CertNotAfter.Sub(now).Hours() / 24)
+			rows = append(rows, ca.CertStatus{Name: n.Node, Subject: n.CertSubject, NotAfter: n.CertNotAfter, DaysLeft: days, Expired: now.After(n.CertNotAfter)})
+		}
+	} else {
+		st, err := ca.Open(c.State, ca.OpenOptions{})
+		if err != nil {
+			return err
+		}
+		if rows, err = st.Expiry(c.now()); err != nil {
+			return err
+		}
+	}
+	if c.JSON {
+		if err := c.writeJSON(rows); err != nil {
+			return err
+		}
+	} else if err := writeExpiry(c.stdout(), rows, e.WarnDays); err != nil {
+		return err
+	}
+	soon := 0
+	for _, r := range rows {
+		if r.NotAfter.IsZero() || r.Expired || r.DaysLeft <= e.WarnDays {
+			soon++
+		}
+	}
+	if soon > 0 {
+		return fmt.Errorf("%w: %d certificate(s) expired, unreadable or expiring within %d days: run `mtlsctl generate` then `mtlsctl apply`", ErrReported, soon, e.WarnDays)
+	}
+	return nil
+}
+
+// progress prints per-node progress as plain lines, which read well both on
+// a terminal and in CI logs: the steps that change something (stage,
+// commit, reload, restart, rollback) and every failure. Read-only steps
+// (connect, inspect, verify) are left out unless they fail.
+type progress struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func newProgress(w io.Writer, _ bool) distribute.Reporter {
+	return &progress{w: w}
+}
+
+var quietSteps = map[string]bool{"connect": true, "inspect": true, "lock": true, "verify": true, "done": true, "download": true, "read": true}
+
+func (p *progress) Report(e distribute.Event) {
+	if e.Err == nil && quietSteps[e.Step] {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	msg := e.Msg
+	if e.Err != nil {
+		msg = strings.TrimSpace(msg + " FAILED: " + e.Err.Error())
+	}
+	fmt.Fprintf(p.w, "  %-12s %-8s %s\n", e.Node, e.Step, msg)
+}

@@ -1,0 +1,65 @@
+package app
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/mtlsctl/mtlsctl/ca"
+)
+
+// writeGenerateReport prints what generate did: the CA and gossip key, every
+// node whose certificate was created or reissued (with why), and a count of
+// the nodes left alone.
+func writeGenerateReport(w io.Writer, state string, r *ca.GenerateReport) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "CA\t%s\t%s\t%s\texpires %s\n", r.CA.Action, r.CA.Subject, r.CA.Fingerprint, r.CA.NotAfter.Format("2006-01-02"))
+	fmt.Fprintf(tw, "gossip key\t%s\tfingerprint %s\t\t\n", r.Gossip.Action, r.Gossip.Fingerprint)
+	if r.Ports != "" {
+		fmt.Fprintf(tw, "port assignment\t%s\t\t\t\n", r.Ports)
+	}
+	counts := map[ca.Action]int{}
+	for _, n := range r.Nodes {
+		counts[n.Action]++
+		if n.Action == ca.Kept {
+			continue
+		}
+		reason := n.Reason
+		if reason == "" {
+			reason = "new node"
+		}
+		fmt.Fprintf(tw, "node %s\t%s\t%s\tserial %s\texpires %s\n", n.Node, n.Action, reason, n.Serial, n.NotAfter.Format("2006-01-02"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\n%d node certificates: %d created, %d reissued, %d kept\n",
+		len(r.Nodes), counts[ca.Created], counts[ca.Reissued], counts[ca.Kept])
+	for _, name := range r.Removed {
+		fmt.Fprintf(w, "note: node %s is no longer in the cluster file; its certificate stays in %s until you remove it\n", name, state)
+	}
+	for _, warn := range r.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warn)
+	}
+	if !r.Changed() {
+		fmt.Fprintln(w, "nothing to do: the state already matches the cluster file")
+	}
+	return nil
+}
+
+// writeExpiry prints an expiry table, flagging certificates within warnDays.
+func writeExpiry(w io.Writer, rows []ca.CertStatus, warnDays int) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CERTIFICATE\tSUBJECT\tEXPIRES\tDAYS LEFT\tSTATE")
+	for _, r := range rows {
+		state := "ok"
+		switch {
+		case r.Expired:
+			state = "EXPIRED"
+		case r.DaysLeft <= warnDays:
+			state = "renew soon"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", r.Name, r.Subject, r.NotAfter.UTC().Format("2006-01-02 15:04 MST"), r.DaysLeft, state)
+	}
+	return tw.Flush()
+}
