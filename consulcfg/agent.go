@@ -2,12 +2,10 @@ package consulcfg
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"regexp"
 
+	"github.com/mtlsctl/mtlsctl/internal/fingerprint"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
@@ -171,19 +169,13 @@ func Redact(content []byte) []byte {
 			key = string(sub[2])
 		}
 		out := append([]byte{}, sub[1]...)
-		out = append(out, "<redacted "+GossipKeyFingerprint(key)+">"...)
+		out = append(out, "<redacted "+fingerprint.Gossip(key)+">"...)
 		return append(out, sub[3]...)
 	})
 }
 
 // GossipKeyFingerprint identifies a gossip key without revealing it:
-// "sha256:" and the first 16 hex digits of the SHA-256 of the decoded key
-// (of the raw string when it is not valid base64).
-func GossipKeyFingerprint(key string) string {
-	raw, err := base64.StdEncoding.DecodeString(key)
-	if err != nil {
-		raw = []byte(key)
-	}
-	sum := sha256.Sum256(raw)
-	return "sha256:" + hex.EncodeToString(sum[:8])
-}
+// "sha256:" and the first 16 hex digits of the SHA-256 of the decoded key,
+// the form `mtlsctl status` compares with the state directory's (see
+// [fingerprint.Gossip]).
+func GossipKeyFingerprint(key string) string { return fingerprint.Gossip(key) }

@@ -1,15 +1,17 @@
 package consulcfg
 
 import (
-	"bytes"
 	"fmt"
+	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
-// syntheticInput is a 1,000-node, two-DC cluster: 5 servers per DC, the
-// rest a mix of the other components, ports unique cluster-wide.
+// syntheticInput is an n-node, two-DC cluster: 5 servers per DC, the rest a
+// mix of the other components, ports unique cluster-wide, addresses
+// contiguous like those of scripts/gen-cluster.sh.
 func syntheticInput(b testing.TB, nodes int) Input {
 	mixes := [][]inventory.Component{{rt, mp}, {pg, qpid}, {cass}, {ms, ldap}, {rt, mp}}
 	var dcs []testDC
@@ -20,7 +22,10 @@ func syntheticInput(b testing.TB, nodes int) Input {
 			if i < 5 {
 				comps = []inventory.Component{zk, cass}
 			}
-			dc.nodes = append(dc.nodes, node(fmt.Sprintf("n%d-%d", d+1, i), fmt.Sprintf("10.%d.%d.%d", d+1, i/250, i%250+1), comps...))
+			// Contiguous addresses from 198.18.0.11 on, as scripts/gen-cluster.sh
+			// hands them out.
+			ip := d*(nodes/2) + i + 11
+			dc.nodes = append(dc.nodes, node(fmt.Sprintf("n%d-%d", d+1, i), fmt.Sprintf("198.18.%d.%d", ip/256, ip%256), comps...))
 		}
 		dcs = append(dcs, dc)
 	}
@@ -55,7 +60,7 @@ func BenchmarkRender1000(b *testing.B) {
 }
 
 // TestLargeCluster renders a 300-node cluster: every proxy port once, and
-// every node's firewall admits all members.
+// every node's firewall admits exactly the members, in a few prefixes.
 func TestLargeCluster(t *testing.T) {
 	in := syntheticInput(t, 300)
 	bundles, err := Render(in)
@@ -75,10 +80,17 @@ func TestLargeCluster(t *testing.T) {
 			seen[l.Port] = n.Node
 		}
 	}
+	var members []netip.Addr
+	for _, n := range in.Topology.Nodes {
+		members = append(members, netip.MustParseAddr(n.Address))
+	}
 	for _, b := range bundles {
-		fw := b.File("/var/lib/mtlsctl/firewall.rules").Content
-		if got := bytes.Count(fw, []byte("-A MTLSCTL-MEMBERS -s ")); got != 300 {
-			t.Fatalf("%s: %d members in the firewall, want 300", b.Node, got)
+		fw := string(b.File("/var/lib/mtlsctl/firewall.rules").Content)
+		checkMembers(t, fw, members)
+		// 198.18.0.11-198.18.1.54 is 11 prefixes (0.11/32, 0.12/30, 0.16/28,
+		// ..., 1.52/31, 1.54/32), not 300 rules.
+		if got := strings.Count(fw, "-A MTLSCTL-MEMBERS -s "); got != 11 {
+			t.Fatalf("%s: %d member rules for 300 contiguous addresses", b.Node, got)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -30,7 +31,8 @@ func FirewallApplyCommand(rulesPath string) string {
 }
 
 // firewallShared is the part of every node's rules file that is the same on
-// all nodes: the header and the member allow-list (by far the largest part).
+// all nodes: the header and the member allow-list (the largest part when
+// member addresses are scattered).
 type firewallShared struct {
 	prefix []byte
 	// sum is a SHA-256 that has already read prefix: each node's file hash
@@ -51,24 +53,24 @@ func newFirewallShared(t *inventory.Topology) firewallShared {
 	b.WriteString("*filter\n")
 	b.WriteString(":" + FirewallChain + " - [0:0]\n")
 	b.WriteString(":" + FirewallMembersChain + " - [0:0]\n")
-	b.WriteString("# Cluster members (every datacenter).\n")
-	seen := map[string]bool{}
+	b.WriteString("# Cluster members (every datacenter), as the fewest prefixes that hold exactly\n")
+	b.WriteString("# their addresses.\n")
+	members := make([]netip.Addr, 0, len(t.Nodes))
 	for _, n := range t.Nodes {
 		a, ok := ipv4(n.Address)
 		switch {
 		case n.IsTemplate():
 			b.WriteString("# " + oneLine(n.Name) + ": address is a go-sockaddr template, known only on the node: not listed; add its address to the operator's rules.\n")
-			continue
 		case !ok:
 			b.WriteString("# " + oneLine(n.Name) + ": " + oneLine(n.Address) + " is not an IPv4 address: not listed in these IPv4 rules.\n")
-			continue
+		default:
+			members = append(members, a)
 		}
-		s := a.String()
-		if seen[s] {
-			continue
-		}
-		seen[s] = true
-		b.WriteString("-A " + FirewallMembersChain + " -s " + s + "/32 -j ACCEPT\n")
+	}
+	// One rule per prefix, not per member: a cluster's addresses are mostly
+	// contiguous, and the list is in every node's file (N nodes x N rules).
+	for _, p := range coverPrefixes(members) {
+		b.WriteString("-A " + FirewallMembersChain + " -s " + p.String() + " -j ACCEPT\n")
 	}
 	b.WriteString("-A " + FirewallMembersChain + " -j DROP\n")
 	sum := sha256.New()

@@ -2,7 +2,9 @@ package consulcfg
 
 import (
 	"bytes"
+	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -78,8 +80,48 @@ func TestFirewallTemplateNode(t *testing.T) {
 	if strings.Contains(fw, "{{") && !strings.Contains(fw, "# m4:") {
 		t.Error("template in a rule")
 	}
-	if n := strings.Count(fw, "-j ACCEPT\n") - 2; n != 7 { // minus lo and conntrack
-		t.Errorf("%d members accepted, want the 7 literal addresses of both DCs", n)
+	var want []netip.Addr
+	for _, n := range twoDC(t).Topology.Nodes {
+		if a, err := netip.ParseAddr(n.Address); err == nil {
+			want = append(want, a)
+		}
+	}
+	if len(want) != 7 {
+		t.Fatalf("twoDC has %d literal addresses, want 7", len(want))
+	}
+	checkMembers(t, fw, want)
+}
+
+// checkMembers checks that the member rules of a rules file admit exactly
+// the addresses want: each one, and no other.
+func checkMembers(t *testing.T, fw string, want []netip.Addr) {
+	t.Helper()
+	var prefixes []netip.Prefix
+	for _, line := range strings.Split(fw, "\n") {
+		rest, ok := strings.CutPrefix(line, "-A MTLSCTL-MEMBERS -s ")
+		if !ok {
+			continue
+		}
+		src, _, _ := strings.Cut(rest, " ")
+		p, err := netip.ParsePrefix(src)
+		if err != nil {
+			t.Fatalf("member rule %q: %v", line, err)
+		}
+		prefixes = append(prefixes, p)
+	}
+	total := 0
+	for _, p := range prefixes {
+		total += 1 << (32 - p.Bits())
+	}
+	set := map[netip.Addr]bool{}
+	for _, a := range want {
+		set[a] = true
+		if !slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return p.Contains(a) }) {
+			t.Errorf("member %v is not admitted", a)
+		}
+	}
+	if total != len(set) { // every member admitted, so any surplus is a stranger
+		t.Errorf("the member rules admit %d addresses, want exactly the %d members: %v", total, len(set), prefixes)
 	}
 }
 
