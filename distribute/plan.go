@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
-	"regexp"
 	"strings"
 
 	"github.com/mtlsctl/mtlsctl/consulcfg"
@@ -60,6 +59,9 @@ type NodePlan struct {
 
 	bundle *consulcfg.Bundle
 	remote *remoteState
+	// oldConfig holds the node's current agent config files that the
+	// bundle changes, to decide between reload and restart.
+	oldConfig map[string][]byte
 }
 
 // Changes reports whether applying would change anything on the node
@@ -205,7 +207,8 @@ func (s *session) planNode(ctx context.Context, n *inventory.Node, np *NodePlan,
 	var fetch []string
 	for _, f := range b.Files {
 		fp := comparePlan(f, r.file(f.Path))
-		if diffs && fp.Action == ActionChange && f.Kind != consulcfg.KindKey && r.file(f.Path).Regular {
+		wantOld := (diffs && f.Kind != consulcfg.KindKey) || f.Kind == consulcfg.KindConfig
+		if wantOld && fp.Action == ActionChange && r.file(f.Path).Regular {
 			fetch = append(fetch, f.Path)
 		}
 		np.Files = append(np.Files, fp)
@@ -221,6 +224,15 @@ func (s *session) planNode(ctx context.Context, n *inventory.Node, np *NodePlan,
 		if !ok || (fp.Action != ActionChange) {
 			continue
 		}
+		if f.Kind == consulcfg.KindConfig {
+			if np.oldConfig == nil {
+				np.oldConfig = map[string][]byte{}
+			}
+			np.oldConfig[fp.Path] = content
+		}
+		if !diffs {
+			continue
+		}
 		switch f.Kind {
 		case consulcfg.KindCACert, consulcfg.KindCert:
 			fp.OldFingerprint = certFingerprint(content)
@@ -232,6 +244,26 @@ func (s *session) planNode(ctx context.Context, n *inventory.Node, np *NodePlan,
 		s.report(n.Name, "inspect", "could not download old files for the diff", err)
 	}
 	return nil
+}
+
+// needsRestart is the default of Options.RestartNeeded: restart when the
+// node never had an mtlsctl generation (the agent must be started, not
+// reloaded) or when a changed agent config needs it (consulcfg.NeedsRestart;
+// an old config that could not be read counts as needing it).
+func (n *NodePlan) needsRestart() bool {
+	if n.CurrentGeneration == "" {
+		return true
+	}
+	for _, fp := range n.changedFiles() {
+		if fp.Kind != consulcfg.KindConfig || fp.Action == ActionMetadata {
+			continue
+		}
+		old, ok := n.oldConfig[fp.Path]
+		if !ok || consulcfg.NeedsRestart(old, n.bundle.File(fp.Path).Content) {
+			return true
+		}
+	}
+	return false
 }
 
 // comparePlan compares the bundle's file with what the node holds.
@@ -266,16 +298,9 @@ func comparePlan(f consulcfg.File, r *remoteFile) FilePlan {
 
 func modeString(m fs.FileMode) string { return fmt.Sprintf("%04o", m.Perm()) }
 
-// encryptRE finds the gossip key in a Consul JSON config.
-var encryptRE = regexp.MustCompile(`("encrypt"\s*:\s*")([^"]*)(")`)
-
-// redact replaces every gossip key with its fingerprint.
-func redact(b []byte) string {
-	return encryptRE.ReplaceAllStringFunc(string(b), func(m string) string {
-		sub := encryptRE.FindStringSubmatch(m)
-		return sub[1] + "<redacted " + GossipFingerprint(sub[2]) + ">" + sub[3]
-	})
-}
+// redact replaces every gossip key with its fingerprint (consulcfg.Redact,
+// the one definition of how a rendered config is shown).
+func redact(b []byte) string { return string(consulcfg.Redact(b)) }
 
 // maxDiffLines bounds a diff shown in a plan.
 const maxDiffLines = 60

@@ -70,7 +70,13 @@ fi
 	if gossip {
 		b.WriteString(`for f in "$@"; do case "$f" in *.json)
   e=$(sed -n 's/.*"encrypt"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' "$f" 2>/dev/null | head -n 1)
-  if [ -n "$e" ]; then printf 'E\t%s\t%s\n' "${f#"$R"}" "$(printf '%s' "$e" | sha256sum | cut -c1-64)"; fi
+  if [ -n "$e" ]; then
+    # Same as fingerprint.Gossip: the hash of the decoded key bytes, or of
+    # the text when it is not base64.
+    if printf '%s' "$e" | base64 -d >/dev/null 2>&1; then h=$(printf '%s' "$e" | base64 -d | sha256sum | cut -c1-64)
+    else h=$(printf '%s' "$e" | sha256sum | cut -c1-64); fi
+    printf 'E\t%s\t%s\n' "${f#"$R"}" "$h"
+  fi
   e="";;
 esac; done
 `)
@@ -274,6 +280,7 @@ func cleanupScript(j *journalNode, runID string) string {
 	if j.UploadDir != "" {
 		fmt.Fprintf(&b, "rm -rf %s\n", rq(j.UploadDir))
 	}
+	fmt.Fprintf(&b, "rm -rf \"$S/%s\"\n", validatePrefix+runID)
 	for i := len(j.CreatedDirs) - 1; i >= 0; i-- {
 		fmt.Fprintf(&b, "rmdir %s 2>/dev/null\n", rq(j.CreatedDirs[i]))
 	}

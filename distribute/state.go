@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"github.com/mtlsctl/mtlsctl/internal/fingerprint"
 	"io/fs"
 	"path"
 	"sort"
@@ -190,15 +191,14 @@ func parseLock(run, info string, ttl time.Duration) *LockInfo {
 	return l
 }
 
-// certFingerprint is the SHA-256 of the first certificate's DER in a PEM
-// bundle, as `openssl x509 -fingerprint -sha256` shows it (without colons).
+// certFingerprint is the fingerprint of the first certificate in a PEM
+// bundle, as the state and `openssl x509 -fingerprint -sha256` show it.
 func certFingerprint(pemData []byte) string {
 	c := firstCert(pemData)
 	if c == nil {
 		return ""
 	}
-	sum := sha256.Sum256(c.Raw)
-	return "sha256:" + hex.EncodeToString(sum[:])
+	return fingerprint.Cert(c.Raw)
 }
 
 func firstCert(pemData []byte) *x509.Certificate {
@@ -218,13 +218,10 @@ func firstCert(pemData []byte) *x509.Certificate {
 	}
 }
 
-// GossipFingerprint is how mtlsctl shows a gossip key: "sha256:" and the
-// first 16 hex digits of the SHA-256 of the key's base64 text. Nodes compute
-// the same on their side, so the key never crosses the wire for status.
-func GossipFingerprint(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return gossipFP(hex.EncodeToString(sum[:]))
-}
+// GossipFingerprint is how mtlsctl shows a gossip key (fingerprint.Gossip).
+// Nodes compute the same on their side, so the key never crosses the wire
+// for status.
+func GossipFingerprint(key string) string { return fingerprint.Gossip(key) }
 
 func gossipFP(hexSum string) string {
 	if len(hexSum) < 16 {
