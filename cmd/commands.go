@@ -127,6 +127,7 @@ func sshFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "deadline for each SSH step on a node"},
 		&cli.BoolFlag{Name: "accept-new-host-keys", Usage: "trust hosts missing from known_hosts and record them (a changed key is always refused)"},
 		&cli.StringSliceFlag{Name: "nodes", Usage: "limit to these node `NAMES` (comma-separated)"},
+		&cli.BoolFlag{Name: "skip-live", Usage: "do not query the Consul agents (no health wait after apply, no live section in status)"},
 	}
 }
 
@@ -136,6 +137,7 @@ func distOptions(c *cli.Context) app.DistOptions {
 		Timeout:           c.Duration("timeout"),
 		AcceptNewHostKeys: c.Bool("accept-new-host-keys"),
 		Nodes:             c.StringSlice("nodes"),
+		SkipLive:          c.Bool("skip-live"),
 	}
 }
 

@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/consul/api"
 
 	"github.com/mtlsctl/mtlsctl/consulcfg"
 	"github.com/mtlsctl/mtlsctl/inventory"
@@ -42,8 +45,9 @@ type NodeApply struct {
 // ApplyResult is the outcome of Apply.
 type ApplyResult struct {
 	RunID string `json:"run_id,omitempty"`
-	// Changed is false when every node already held its bundle: nothing
-	// was staged, committed or reloaded.
+	// Changed is false when every node was reached and already held its
+	// bundle: nothing was staged, committed or reloaded. It is true when
+	// changes were pending, also when the apply then failed.
 	Changed bool `json:"changed"`
 	// Recovered says what was done about an interrupted earlier apply.
 	Recovered string       `json:"recovered,omitempty"`
@@ -104,6 +108,8 @@ func Apply(ctx context.Context, t *inventory.Topology, bundles []consulcfg.Bundl
 		res.Nodes = append(res.Nodes, na)
 	}
 	if err := p.Err(); err != nil {
+		// Not "nothing to do": some nodes could not even be looked at.
+		res.Changed = true
 		return res, fmt.Errorf("no node was changed: %w", err)
 	}
 	if len(changed) == 0 {
@@ -153,14 +159,15 @@ func (s *session) apply(ctx context.Context, changed []*NodePlan, res *ApplyResu
 	}
 
 	// Phase 1: stage and verify everywhere.
+	gate := newLockGate(nodes[0].Name)
 	errs := s.forEach(ctx, nodes, 0, func(ctx context.Context, n *inventory.Node) error {
-		return s.stageNode(ctx, n, j, contents[n.Name])
+		return s.stageNode(ctx, n, j, contents[n.Name], gate)
 	})
 	if len(errs) > 0 {
 		var all []error
 		for _, n := range nodes {
 			na := res.node(n.Name)
-			if err := errs[n.Name]; err != nil {
+			if err := errs[n.Name]; err != nil && !errors.Is(err, ErrAborted) {
 				na.Outcome, na.Err = OutcomeFailed, nodeErr(n.Name, "stage", err)
 				all = append(all, na.Err)
 			} else {
@@ -216,8 +223,12 @@ func (s *session) journalNode(np *NodePlan, runID string) (*journalNode, [][]byt
 	for _, f := range stateFiles(np.bundle, jn.StateDir) {
 		add(f)
 	}
-	if jn.ContentChanged && s.o.RestartNeeded != nil {
-		jn.Restart = s.o.RestartNeeded(n.Name, paths)
+	if jn.ContentChanged {
+		if s.o.RestartNeeded != nil {
+			jn.Restart = s.o.RestartNeeded(n.Name, paths)
+		} else {
+			jn.Restart = np.needsRestart()
+		}
 	}
 	return jn, contents
 }
@@ -234,8 +245,11 @@ func (s *session) lockInfo(c *nodeConn, runID string) string {
 // stageNode takes the node lock, uploads every file into staging (all
 // requests pipelined on one SFTP session), sets modes and owners and
 // verifies every staged file's SHA-256 on the node.
-func (s *session) stageNode(ctx context.Context, n *inventory.Node, j *journal, contents [][]byte) error {
+func (s *session) stageNode(ctx context.Context, n *inventory.Node, j *journal, contents [][]byte, gate *lockGate) error {
 	jn := j.node(n.Name)
+	// Whatever happens to the first node before its lock is taken, the
+	// others must not wait for it forever.
+	defer gate.release(n.Name, errGateLeaderFailed)
 	c, err := s.conn(ctx, n)
 	if err != nil {
 		return nodeErr(n.Name, "connect", err)
@@ -248,6 +262,9 @@ func (s *session) stageNode(ctx context.Context, n *inventory.Node, j *journal, 
 		if err := j.update(func() { jn.UploadDir = path.Join(home, uploadPrefix+j.RunID) }); err != nil {
 			return err
 		}
+	}
+	if err := gate.wait(ctx, n.Name); err != nil {
+		return nodeErr(n.Name, "lock", err)
 	}
 	s.report(n.Name, "lock", "", nil)
 	out, err := c.run(ctx, "lock", prepareScript(jn, j.RunID, s.lockInfo(c, j.RunID), s.o.ForceUnlock))
@@ -267,9 +284,15 @@ func (s *session) stageNode(ctx context.Context, n *inventory.Node, j *journal, 
 	if err != nil {
 		return nodeErr(n.Name, "lock", err)
 	}
+	gate.release(n.Name, nil)
 
 	s.report(n.Name, "stage", fmt.Sprintf("%d files", len(jn.Files)), nil)
 	if err := s.upload(ctx, c, jn, contents); err != nil {
+		// OpenSSH's sftp-server reports ENOSPC as a bare "Failure": say
+		// what the user can act on.
+		if hint := s.spaceHint(ctx, c, jn, contents); hint != "" {
+			err = fmt.Errorf("%w (%s)", err, hint)
+		}
 		return nodeErr(n.Name, "stage", err)
 	}
 	s.report(n.Name, "verify", "", nil)
@@ -286,6 +309,12 @@ func (s *session) stageNode(ctx context.Context, n *inventory.Node, j *journal, 
 		if h != f.SHA256 {
 			return nodeErr(n.Name, "verify", fmt.Errorf("%w: %s staged with sha256 %q, want %s", ErrVerify, f.Path, h, f.SHA256))
 		}
+	}
+	s.report(n.Name, "validate", "", nil)
+	if checked, err := s.validateNode(ctx, c, jn, j.RunID); err != nil {
+		return nodeErr(n.Name, "validate", err)
+	} else if checked {
+		s.report(n.Name, "validate", "consul validate passed", nil)
 	}
 	if err := j.update(func() { jn.Staged = true }); err != nil {
 		return err
@@ -457,8 +486,8 @@ func (s *session) commitAll(ctx context.Context, j *journal, nodes []*inventory.
 }
 
 // reloadAll runs each journal node's reload or restart (servers one at a
-// time, in cluster-file order, then clients concurrently) and releases the
-// node locks.
+// time, see rollServers, then clients concurrently) and releases the node
+// locks.
 func (s *session) reloadAll(ctx context.Context, j *journal, res *ApplyResult) error {
 	var servers, clients []*inventory.Node
 	for _, jn := range j.Nodes {
@@ -500,9 +529,14 @@ func (s *session) reloadAll(ctx context.Context, j *journal, res *ApplyResult) e
 		s.report(n.Name, "done", "", nil)
 		return nil
 	}
-	errs := s.forEach(ctx, servers, 1, one)
-	for k, v := range s.forEach(ctx, clients, 0, one) {
-		errs[k] = v
+	errs := s.rollServers(ctx, j, servers, one)
+	if len(errs) > 0 {
+		// A server failed: leave the clients alone until it is fixed.
+		for _, n := range clients {
+			errs[n.Name] = &NodeError{Node: n.Name, Step: "reload", Err: fmt.Errorf("%w: a server failed first; rerun apply when it is fixed", ErrAborted)}
+		}
+	} else {
+		errs = s.forEach(ctx, clients, 0, one)
 	}
 	if len(errs) == 0 {
 		return nil
@@ -559,5 +593,121 @@ func (s *session) recover(ctx context.Context, j *journal) (string, error) {
 		return fmt.Sprintf("finished the interrupted apply %s (committed and reloaded the remaining nodes)", j.RunID), nil
 	default:
 		return "", fmt.Errorf("apply journal %s has unknown phase %q", j.path, j.Phase)
+	}
+}
+
+// rollServers runs one for each server, one at a time. When a server is to
+// be restarted in a running cluster (its datacenter has a leader), the
+// leader goes last and each restarted server must come back (its agent sees
+// a leader, every server of its datacenter is an alive voter) before the
+// next is touched; a server that does not come back stops the loop with a
+// *RollError. On a first apply (no leader yet) the servers are simply
+// started in cluster-file order.
+func (s *session) rollServers(ctx context.Context, j *journal, servers []*inventory.Node, one func(context.Context, *inventory.Node) error) map[string]error {
+	errs := map[string]error{}
+	restart := false
+	for _, n := range servers {
+		jn := j.node(n.Name)
+		restart = restart || (jn.Restart && jn.PreviousGeneration != "")
+	}
+	var cl *Cluster
+	var h *Health
+	if restart {
+		cl = &Cluster{s: s, apis: map[string]*api.Client{}, bundles: map[string]*consulcfg.Bundle{}}
+		hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		h, _ = cl.health(hctx, healthOpts{})
+		cancel()
+	}
+	leader := func(dc string) string {
+		if h == nil || h.DC(dc) == nil {
+			return ""
+		}
+		return h.DC(dc).Leader
+	}
+	ordered := slices.Clone(servers)
+	slices.SortStableFunc(ordered, func(a, b *inventory.Node) int {
+		la, lb := a.Name == leader(a.Datacenter), b.Name == leader(b.Datacenter)
+		switch {
+		case la == lb:
+			return 0
+		case la:
+			return 1
+		}
+		return -1
+	})
+	for i, n := range ordered {
+		if err := one(ctx, n); err != nil {
+			errs[n.Name] = err
+			for _, rest := range ordered[i+1:] {
+				errs[rest.Name] = &NodeError{Node: rest.Name, Step: "reload", Err: fmt.Errorf("%w: stopped after %s failed", ErrAborted, n.Name)}
+			}
+			return errs
+		}
+		jn := j.node(n.Name)
+		if cl == nil || !jn.Restart || jn.PreviousGeneration == "" || leader(n.Datacenter) == "" {
+			continue
+		}
+		wctx, cancel := context.WithTimeout(ctx, defaultWait)
+		_, err := cl.waitServer(wctx, n, names(s.topo.Servers(n.Datacenter)))
+		cancel()
+		if err != nil {
+			var untouched []string
+			for _, rest := range ordered[i+1:] {
+				untouched = append(untouched, rest.Name)
+				errs[rest.Name] = &NodeError{Node: rest.Name, Step: "restart", Err: fmt.Errorf("%w: stopped after %s did not come back", ErrAborted, n.Name)}
+			}
+			errs[n.Name] = cl.rollError(ctx, n, nil, untouched, err)
+			return errs
+		}
+	}
+	return errs
+}
+
+// errGateLeaderFailed is what the other nodes see when the first node's
+// staging failed before its lock was taken.
+var errGateLeaderFailed = fmt.Errorf("%w: the first node's lock could not be taken", ErrAborted)
+
+// lockGate makes every node wait for the first node's lock before taking
+// its own. Two admins applying the same cluster both start with the same
+// node, so one of them wins it and the other stops there, touching no other
+// node; without the gate each could take some nodes' locks and both fail.
+// It costs one lock round trip, paid once per apply.
+type lockGate struct {
+	leader string
+	done   chan struct{}
+	once   sync.Once
+	err    error
+}
+
+func newLockGate(leader string) *lockGate {
+	return &lockGate{leader: leader, done: make(chan struct{})}
+}
+
+// release records the leader's lock outcome; only its first call counts,
+// and calls for other nodes are ignored.
+func (g *lockGate) release(node string, err error) {
+	if node != g.leader {
+		return
+	}
+	g.once.Do(func() {
+		g.err = err
+		close(g.done)
+	})
+}
+
+// wait returns once the leader holds its lock (nil for the leader itself),
+// or ErrAborted when the leader failed.
+func (g *lockGate) wait(ctx context.Context, node string) error {
+	if node == g.leader {
+		return nil
+	}
+	select {
+	case <-g.done:
+		if g.err != nil {
+			return fmt.Errorf("%w: node %s could not be locked first", ErrAborted, g.leader)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

@@ -126,10 +126,11 @@ func TestApplyThenReapplyIsNoop(t *testing.T) {
 		if left := f.stagingLeft(n.Name); left != nil {
 			t.Errorf("%s: left behind %v", n.Name, left)
 		}
-		if calls := f.servers[n.Name].Calls(); len(calls) != 1 || calls[0] != "systemctl reload consul" {
+		// A node's first apply starts the agent: restart, not reload.
+		if calls := systemctlCalls(f.servers[n.Name]); len(calls) != 1 || calls[0] != "systemctl restart consul" {
 			t.Errorf("%s: calls %q", n.Name, calls)
 		}
-		if na := res.node(n.Name); na.Outcome != OutcomeDone || na.Action != "reload" {
+		if na := res.node(n.Name); na.Outcome != OutcomeDone || na.Action != "restart" {
 			t.Errorf("%s: outcome %s action %s", n.Name, na.Outcome, na.Action)
 		}
 	}
@@ -145,7 +146,7 @@ func TestApplyThenReapplyIsNoop(t *testing.T) {
 		t.Error("second apply reports changes")
 	}
 	for _, n := range f.topo.Nodes {
-		if calls := f.servers[n.Name].Calls(); len(calls) != 1 {
+		if calls := systemctlCalls(f.servers[n.Name]); len(calls) != 1 {
 			t.Errorf("%s: second apply ran %q", n.Name, calls)
 		}
 		if res.node(n.Name).Outcome != OutcomeUnchanged {
@@ -211,7 +212,7 @@ func TestStagingFailureChangesNothing(t *testing.T) {
 				if left := f.stagingLeft(n.Name); left != nil {
 					t.Errorf("%s: left behind %v", n.Name, left)
 				}
-				if len(f.servers[n.Name].Calls()) != 1 {
+				if len(systemctlCalls(f.servers[n.Name])) != 1 {
 					t.Errorf("%s: reloaded after failed staging", n.Name)
 				}
 			}
@@ -232,5 +233,41 @@ func TestStagingFailureChangesNothing(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestApplyChoosesReloadOrRestart(t *testing.T) {
+	f := newFixture(t, nodeSpec{name: "s1", server: true}, nodeSpec{name: "c1"})
+	if _, err := f.apply(t, f.bundles(""), f.opts()); err != nil {
+		t.Fatal(err)
+	}
+	// Changing the datacenter of c1 only: c1 restarts; s1 changes only its
+	// log level (and key file): s1 reloads.
+	b := f.bundles("-debug")
+	for i := range b {
+		if b[i].Node != "c1" {
+			continue
+		}
+		for j := range b[i].Files {
+			if b[i].Files[j].Kind == consulcfg.KindConfig {
+				content := strings.Replace(string(b[i].Files[j].Content), `"dc1"`, `"dc2"`, 1)
+				b[i].Files[j] = consulcfg.NewFile(b[i].Files[j].Path, []byte(content), b[i].Files[j].Mode, consulcfg.KindConfig)
+			}
+		}
+		b[i].Seal()
+	}
+	res, err := f.apply(t, b, f.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"s1": "reload", "c1": "restart"}
+	for node, action := range want {
+		if got := res.node(node).Action; got != action {
+			t.Errorf("%s: action %q, want %q", node, got, action)
+		}
+		calls := systemctlCalls(f.servers[node])
+		if len(calls) != 2 || calls[1] != "systemctl "+action+" consul" {
+			t.Errorf("%s: calls %q, want the second to be %s", node, calls, action)
+		}
 	}
 }

@@ -9,6 +9,13 @@
 // what goes into a bundle (consulcfg does) and never prints a secret: keys
 // are shown as "changed", certificates and gossip keys as fingerprints.
 //
+// Dial returns a live handle on the Consul cluster (Cluster): the Consul
+// HTTP API of each node reached through its SSH connection to 127.0.0.1:8500
+// (the port never listens beyond loopback), Health and WaitHealthy (leaders,
+// Raft voters, LAN/WAN members, keyring by fingerprint, served
+// certificates), and RollingRestart (servers one at a time, leader last,
+// stopping before the next server when one does not come back).
+//
 // The remote side needs only SFTP and `sh -s`: every remote step is one small
 // POSIX shell script sent on stdin, which prefixes every node path with
 // "$MTLSCTL_ROOT" (empty on a real node; the sandbox's root in tests).

@@ -33,7 +33,7 @@ var (
 // NodeError is the error of one step on one node.
 type NodeError struct {
 	Node string // node name from the cluster file
-	Step string // connect, inspect, lock, stage, verify, commit, reload, cleanup, ...
+	Step string // connect, inspect, lock, stage, verify, validate, commit, reload, cleanup, ...
 	Err  error
 }
 

@@ -50,7 +50,9 @@ type Options struct {
 	// stale (default 1h). A stale lock is still never taken silently.
 	LockTTL time.Duration
 	// RestartNeeded says whether node needs a restart rather than a reload
-	// for the changed paths (default: reload).
+	// for the changed paths. Default: restart on a node's first apply (the
+	// agent is started) and when a changed agent config needs it
+	// (consulcfg.NeedsRestart); reload otherwise.
 	RestartNeeded func(node string, changed []string) bool
 
 	// Dial replaces the TCP dialer (tests, proxies). Nil: net.Dialer.
@@ -90,7 +92,7 @@ func (o Options) withDefaults() Options {
 // Event is one progress step on one node.
 type Event struct {
 	Node string
-	Step string // connect, inspect, stage, verify, commit, reload, cleanup, done
+	Step string // connect, inspect, lock, stage, verify, validate, commit, reload, cleanup, done
 	Msg  string // short human text; never a secret
 	Err  error
 	Time time.Time

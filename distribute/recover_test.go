@@ -65,7 +65,7 @@ func TestAdminKilledDuringCommitConverges(t *testing.T) {
 		if left := f.stagingLeft(n.Name); left != nil {
 			t.Errorf("%s: left behind %v", n.Name, left)
 		}
-		if calls := f.servers[n.Name].Calls(); len(calls) != 2 {
+		if calls := systemctlCalls(f.servers[n.Name]); len(calls) != 2 {
 			t.Errorf("%s: calls %q, want two reloads", n.Name, calls)
 		}
 		// The replaced files were backed up under the previous generation.

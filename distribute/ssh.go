@@ -445,7 +445,8 @@ func (s *session) close() {
 }
 
 // forEach runs fn for every node with at most limit at once and returns the
-// errors by node name.
+// errors by node name. Nodes start in order (the first node always gets a
+// slot first: see lockGate).
 func (s *session) forEach(ctx context.Context, nodes []*inventory.Node, limit int, fn func(context.Context, *inventory.Node) error) map[string]error {
 	if limit <= 0 {
 		limit = s.o.Concurrency
@@ -455,17 +456,17 @@ func (s *session) forEach(ctx context.Context, nodes []*inventory.Node, limit in
 	errs := map[string]error{}
 	var wg sync.WaitGroup
 	for _, n := range nodes {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			mu.Lock()
+			errs[n.Name] = ctx.Err()
+			mu.Unlock()
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				mu.Lock()
-				errs[n.Name] = ctx.Err()
-				mu.Unlock()
-				return
-			}
 			defer func() { <-sem }()
 			if err := fn(ctx, n); err != nil {
 				mu.Lock()

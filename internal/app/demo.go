@@ -74,7 +74,9 @@ func Demo(ctx context.Context, c Common, o DemoOptions) error {
 	sub.Inventory = clusterFile
 	sub.State = filepath.Join(dir, "state")
 	sub.Interactive = false
-	d := DistOptions{Concurrency: 20, HomeDir: filepath.Join(dir, "home")}
+	// The sandbox nodes hold files but run no Consul agents: skip the live
+	// health checks that apply and status make on a real cluster.
+	d := DistOptions{Concurrency: 20, HomeDir: filepath.Join(dir, "home"), SkipLive: true}
 
 	step := func(title string) { c.printf("\n==> %s\n", title) }
 	c.printf("sandbox: %d nodes of %s (%d datacenter(s)), one SSH server each on 127.0.0.1, files under %s\n",

@@ -28,6 +28,9 @@ type DistOptions struct {
 	Timeout           time.Duration // per SSH step
 	AcceptNewHostKeys bool
 	Nodes             []string // limit to these nodes (nil = all)
+	// SkipLive leaves the Consul agents alone: no health wait after apply,
+	// no live section in status (for nodes without agents, e.g. the demo).
+	SkipLive bool
 
 	// HomeDir replaces the user's home for ~/.ssh lookups (tests, demo).
 	HomeDir string
@@ -265,7 +268,17 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 	if err != nil && res != nil {
 		return fmt.Errorf("%w: %v", ErrReported, summarizeErr(err))
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	// A push is done when the cluster is: wait for leaders, voters, members
+	// and every agent serving its new certificate.
+	if res.Changed && !d.SkipLive {
+		if _, err := VerifyCluster(ctx, c, d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func withoutJournal(o distribute.Options) distribute.Options {
@@ -332,12 +345,27 @@ func Status(ctx context.Context, c Common, d DistOptions) error {
 	if res == nil {
 		return err
 	}
+	var live *distribute.Health
+	var liveErr error
 	if c.JSON {
-		if werr := c.writeJSON(res); werr != nil {
+		if !d.SkipLive {
+			live, liveErr = LiveStatus(ctx, c, d)
+		}
+		out := struct {
+			*distribute.StatusResult
+			Live *distribute.Health `json:"live,omitempty"`
+		}{res, live}
+		if werr := c.writeJSON(out); werr != nil {
 			return werr
 		}
 	} else {
 		writeStatus(c.stdout(), res, c.now())
+		if !d.SkipLive {
+			live, liveErr = LiveStatus(ctx, c, d)
+		}
+	}
+	if liveErr != nil {
+		return fmt.Errorf("%w: the Consul cluster is not healthy: %v", ErrReported, summarizeErr(liveErr))
 	}
 	bad := 0
 	for _, n := range res.Nodes {
