@@ -3,7 +3,6 @@ package ca
 import (
 	"bytes"
 	"crypto"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -91,18 +90,7 @@ func newCA(o CAOptions) (*CA, error) {
 	}
 	days := cmp(o.Days, DefaultCADays)
 	domain := cmp(o.Domain, DefaultDomain)
-	now := time.Now
-	if o.Now != nil {
-		now = o.Now
-	}
-	r := o.Rand
-	if r == nil {
-		r = rand.Reader
-	}
-	gen := o.KeyGen
-	if gen == nil {
-		gen = GenerateKey
-	}
+	now, r, gen := withDefaults(o.Now, o.Rand, o.KeyGen)
 	key, err := gen(cmp(o.KeyType, KeyECDSAP256))
 	if err != nil {
 		return nil, fmt.Errorf("create CA: generate key: %w", err)

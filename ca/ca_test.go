@@ -176,17 +176,7 @@ func TestLoadCAErrors(t *testing.T) {
 			certPath, keyPath := s.caFiles()
 			tc.mutate(t, certPath, keyPath)
 			_, err := s.LoadCA()
-			if err == nil {
-				t.Fatal("no error")
-			}
-			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
-				t.Errorf("error %v, want %v", err, tc.wantErr)
-			}
-			for _, m := range tc.wantMsg {
-				if !strings.Contains(err.Error(), m) {
-					t.Errorf("error %q does not mention %q", err, m)
-				}
-			}
+			checkErr(t, err, tc.wantErr, tc.wantMsg...)
 			noSecret(t, err.Error())
 			// Generate must not regenerate over a broken CA either.
 			if tc.wantErr != ErrNoCA {

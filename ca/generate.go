@@ -35,6 +35,9 @@ type GenerateOptions struct {
 	RenewBefore time.Duration
 	// ReissueAll reissues every leaf (`mtlsctl rotate certs`).
 	ReissueAll bool
+	// Reissue reissues the leaves of these nodes (`mtlsctl rotate certs
+	// --nodes`); a name the topology does not have is an error.
+	Reissue []string
 	// Ports, when set, is recorded in ports.json if it differs from it.
 	Ports *inventory.Assignment
 	// Rand is the randomness for the gossip key (default crypto/rand).
@@ -151,6 +154,13 @@ func (s *State) Generate(t *inventory.Topology, o GenerateOptions) (*GenerateRep
 	if err != nil {
 		return nil, err
 	}
+	reissue := make(map[string]bool, len(o.Reissue))
+	for _, n := range o.Reissue {
+		if !slices.ContainsFunc(specs, func(sp LeafSpec) bool { return sp.Node == n }) {
+			return nil, &NodeError{Node: n, Err: fmt.Errorf("reissue: not a node of %s: check the node names", t.Cluster.Source)}
+		}
+		reissue[n] = true
+	}
 	if err := checkKeyType(o.Leaf.KeyType); err != nil {
 		return nil, fmt.Errorf("leaf keys: %w", err)
 	}
@@ -222,7 +232,7 @@ func (s *State) Generate(t *inventory.Topology, o GenerateOptions) (*GenerateRep
 			res.Action, res.Reason = Created, "no certificate"
 		case st.broken != "":
 			res.Action, res.Reason = Reissued, st.broken
-		case o.ReissueAll:
+		case o.ReissueAll || reissue[sp.Node]:
 			res.Action, res.Reason = Reissued, "reissue requested"
 		default:
 			if why := st.staleness(sp, c, t0, renew); why != "" {
@@ -346,8 +356,9 @@ type Credentials struct {
 }
 
 // Credentials loads everything the nodes of t need. It changes nothing: if
-// a node's leaf is missing, no longer fits the topology, was issued by
-// another CA or has expired, it returns an error (matching ErrStale, with a
+// a node's leaf is missing, no longer fits the topology, was issued by a CA
+// that is neither the current one nor still trusted (ca/trust, during a
+// rollover) or has expired, it returns an error (matching ErrStale, with a
 // *NodeError per node) that says to run `mtlsctl generate`.
 func (s *State) Credentials(t *inventory.Topology) (*Credentials, error) {
 	specs, err := desiredSpecs(t, 0)
@@ -366,6 +377,20 @@ func (s *State) Credentials(t *inventory.Topology) (*Credentials, error) {
 	if err != nil {
 		return nil, err
 	}
+	// During a CA rollover the nodes keep, until their leaves are reissued,
+	// leaves from a CA still in the trust list: those are current enough.
+	trusted, err := s.TrustedCAs()
+	if err != nil {
+		return nil, err
+	}
+	issuers := make(map[string]*CA, len(trusted)+1)
+	issuers[c.Fingerprint()] = c
+	for _, tc := range trusted {
+		fp := CertFingerprint(tc.Cert.Raw)
+		if _, ok := issuers[fp]; !ok {
+			issuers[fp] = newCAValue(tc.Cert, tc.CertPEM, nil, nil)
+		}
+	}
 	now := time.Now()
 	leaves := make([]*Leaf, len(specs))
 	var stale []error
@@ -383,7 +408,11 @@ func (s *State) Credentials(t *inventory.Topology) (*Credentials, error) {
 		case st.broken != "":
 			why = st.broken
 		default:
-			why = st.staleness(sp, c, now, 0)
+			issuer := c
+			if i, ok := issuers[st.rec.CAFingerprint]; ok {
+				issuer = i
+			}
+			why = st.staleness(sp, issuer, now, 0)
 			if why == "" && !now.Before(st.leaf.Cert.NotAfter) {
 				why = fmt.Sprintf("expired on %s", st.leaf.Cert.NotAfter.Format(time.DateOnly))
 			}

@@ -115,11 +115,7 @@ func TestGenerateChanges(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newState(t)
-			topo := topology(1, 4)
-			if _, err := s.Generate(topo, genOpts()); err != nil {
-				t.Fatal(err)
-			}
+			s, topo := generated(t, 1, 4)
 			before := treeHash(t, s.Dir())
 			o := genOpts()
 			tc.change(topo, &o, s)
@@ -192,11 +188,7 @@ func TestGenerateAllOrNothing(t *testing.T) {
 		}
 	})
 	t.Run("existing state unchanged", func(t *testing.T) {
-		s := newState(t)
-		topo := topology(1, 4)
-		if _, err := s.Generate(topo, genOpts()); err != nil {
-			t.Fatal(err)
-		}
+		s, topo := generated(t, 1, 4)
 		before := treeHash(t, s.Dir())
 		o := genOpts()
 		o.ReissueAll = true
@@ -268,8 +260,11 @@ func TestRotateCAAndBundle(t *testing.T) {
 	if old.Fingerprint() != rep.CA.Fingerprint || cur.Fingerprint() == old.Fingerprint() {
 		t.Error("rotate returned the wrong CAs")
 	}
-	if _, err := s.Credentials(topo); !errors.Is(err, ErrStale) {
-		t.Errorf("leaves of the old CA: %v, want ErrStale", err)
+	// The old CA is still trusted: its leaves stay usable until reissued.
+	if cr, err := s.Credentials(topo); err != nil {
+		t.Errorf("leaves of the still-trusted old CA: %v", err)
+	} else if cr.Leaves["n1-1"].Cert.CheckSignatureFrom(old.Cert) != nil {
+		t.Error("credentials should hold the old CA's leaves until Generate reissues them")
 	}
 	if _, err := s.Generate(topo, genOpts()); err != nil {
 		t.Fatal(err)

@@ -2,15 +2,15 @@ package ca
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"strings"
+
+	"github.com/mtlsctl/mtlsctl/internal/fingerprint"
 )
 
 // Gossip errors.
@@ -51,24 +51,22 @@ func ValidateGossipKey(k string) error {
 		ErrInvalidGossipKey, GossipFingerprint(k), len(b))
 }
 
-// GossipFingerprint identifies a gossip key without revealing it: the first
-// 16 hex digits of the SHA-256 of the decoded key (of the string itself if
-// it is not base64), so that the same key always gives the same fingerprint
-// on the admin machine and on the nodes.
-func GossipFingerprint(k string) string {
-	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k))
-	if err != nil {
-		b = []byte(k)
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
-}
+// GossipFingerprint identifies a gossip key without revealing it:
+// "sha256:" and the first 16 hex digits of the SHA-256 of the decoded key,
+// the one form mtlsctl prints everywhere (see [fingerprint.Gossip]).
+func GossipFingerprint(k string) string { return fingerprint.Gossip(k) }
 
 // Keyring is the gossip keyring: the primary key every agent encrypts with,
 // and the previous keys still installed during a rotation.
 type Keyring struct {
 	Primary  string   `json:"primary"`
 	Previous []string `json:"previous,omitempty"`
+	// Pending is the new key of a gossip rotation in progress (`mtlsctl
+	// rotate gossip`): being installed on the cluster, not yet primary. It
+	// is kept here, in the one secret file, so that an interrupted rotation
+	// resumes with the same key. Nodes' configs keep Primary until the
+	// rotation makes Pending the primary.
+	Pending string `json:"pending,omitempty"`
 }
 
 // Validate checks every key of the keyring.
@@ -82,6 +80,14 @@ func (k *Keyring) Validate() error {
 	for i, p := range k.Previous {
 		if err := ValidateGossipKey(p); err != nil {
 			return fmt.Errorf("previous key %d: %w", i+1, err)
+		}
+	}
+	if k.Pending != "" {
+		if err := ValidateGossipKey(k.Pending); err != nil {
+			return fmt.Errorf("pending key: %w", err)
+		}
+		if k.Pending == k.Primary {
+			return fmt.Errorf("%w: the pending key (fingerprint %s) is already the primary key", ErrInvalidGossipKey, GossipFingerprint(k.Pending))
 		}
 	}
 	return nil

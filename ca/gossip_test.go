@@ -22,8 +22,13 @@ func TestGossipKey(t *testing.T) {
 		t.Error("short reader: no error")
 	}
 	fp := GossipFingerprint(k)
-	if len(fp) != 16 || strings.Contains(k, fp) || fp != GossipFingerprint(" "+k+"\n") {
+	if !strings.HasPrefix(fp, "sha256:") || len(fp) != len("sha256:")+16 || strings.Contains(fp, k) || fp != GossipFingerprint(" "+k+"\n") {
 		t.Errorf("fingerprint %q", fp)
+	}
+	// The one definition shared with consulcfg and status: SHA-256 of the
+	// decoded bytes (here 0..31).
+	if got := GossipFingerprint("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="); got != "sha256:630dcd2966c43366" {
+		t.Errorf("GossipFingerprint = %s, want sha256:630dcd2966c43366", got)
 	}
 	tests := []struct {
 		name string

@@ -5,6 +5,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -94,6 +95,17 @@ func topology(dcs, perDC int) *inventory.Topology {
 	return t
 }
 
+// generated returns a new state directory on which Generate has run for
+// topology(dcs, perDC), and that topology.
+func generated(t *testing.T, dcs, perDC int) (*State, *inventory.Topology) {
+	t.Helper()
+	s, topo := newState(t), topology(dcs, perDC)
+	if _, err := s.Generate(topo, genOpts()); err != nil {
+		t.Fatal(err)
+	}
+	return s, topo
+}
+
 func genOpts() GenerateOptions {
 	return GenerateOptions{CA: newCAOpts(), Leaf: IssueOptions{Now: fixedNow, KeyGen: testKeyGen}}
 }
@@ -166,4 +178,21 @@ func mode(t *testing.T, path string) fs.FileMode {
 		t.Fatal(err)
 	}
 	return fi.Mode().Perm()
+}
+
+// checkErr fails unless err is non-nil, matches want (when want is not nil)
+// and mentions every string of msgs.
+func checkErr(t *testing.T, err, want error, msgs ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if want != nil && !errors.Is(err, want) {
+		t.Errorf("error %v, want %v", err, want)
+	}
+	for _, m := range msgs {
+		if !strings.Contains(err.Error(), m) {
+			t.Errorf("error %q does not mention %q", err, m)
+		}
+	}
 }

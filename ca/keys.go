@@ -17,6 +17,9 @@ import (
 	"io"
 	"math/big"
 	"strings"
+	"time"
+
+	"github.com/mtlsctl/mtlsctl/internal/fingerprint"
 )
 
 // Key types accepted by CAOptions.KeyType and IssueOptions.KeyType. ECDSA
@@ -176,17 +179,23 @@ func certPEM(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
-// CertFingerprint is the SHA-256 fingerprint of a DER certificate, as
-// `openssl x509 -noout -fingerprint -sha256` prints it (AB:CD:...).
-func CertFingerprint(der []byte) string {
-	sum := sha256.Sum256(der)
-	const hex = "0123456789ABCDEF"
-	out := make([]byte, 0, len(sum)*3-1)
-	for i, b := range sum {
-		if i > 0 {
-			out = append(out, ':')
-		}
-		out = append(out, hex[b>>4], hex[b&0xf])
+// withDefaults fills in the clock, randomness and key generator that
+// CAOptions and IssueOptions leave nil: time.Now, crypto/rand.Reader and
+// GenerateKey.
+func withDefaults(now func() time.Time, r io.Reader, gen KeyGen) (func() time.Time, io.Reader, KeyGen) {
+	if now == nil {
+		now = time.Now
 	}
-	return string(out)
+	if r == nil {
+		r = rand.Reader
+	}
+	if gen == nil {
+		gen = GenerateKey
+	}
+	return now, r, gen
 }
+
+// CertFingerprint is the SHA-256 fingerprint of a DER certificate, as
+// `openssl x509 -noout -fingerprint -sha256` prints it (AB:CD:...): see
+// [fingerprint.Cert].
+func CertFingerprint(der []byte) string { return fingerprint.Cert(der) }

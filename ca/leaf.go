@@ -1,7 +1,6 @@
 package ca
 
 import (
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -154,18 +153,7 @@ func (c *CA) Issue(spec LeafSpec, o IssueOptions) (*Leaf, error) {
 	if err := c.permits(sp); err != nil {
 		return nil, err
 	}
-	now := time.Now
-	if o.Now != nil {
-		now = o.Now
-	}
-	r := o.Rand
-	if r == nil {
-		r = rand.Reader
-	}
-	gen := o.KeyGen
-	if gen == nil {
-		gen = GenerateKey
-	}
+	now, r, gen := withDefaults(o.Now, o.Rand, o.KeyGen)
 	fail := func(err error) (*Leaf, error) {
 		return nil, fmt.Errorf("issue certificate for node %q: %w", sp.Node, err)
 	}

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/x509"
-	"errors"
 	"io"
 	"net"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 )
@@ -169,15 +167,7 @@ func TestIssueErrors(t *testing.T) {
 				o.Now = fixedNow
 			}
 			_, err := cmp(tc.ca, c).Issue(tc.spec, o)
-			if err == nil {
-				t.Fatal("no error")
-			}
-			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
-				t.Errorf("error %v, want %v", err, tc.wantErr)
-			}
-			if !strings.Contains(err.Error(), tc.wantMsg) {
-				t.Errorf("error %q does not mention %q", err, tc.wantMsg)
-			}
+			checkErr(t, err, tc.wantErr, tc.wantMsg)
 		})
 	}
 	t.Run("clamped to CA expiry", func(t *testing.T) {

@@ -1,7 +1,6 @@
 package ca
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,17 +69,7 @@ func TestOpen(t *testing.T) {
 				}
 				return
 			}
-			if err == nil {
-				t.Fatal("no error")
-			}
-			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
-				t.Errorf("error %v, want %v", err, tc.wantErr)
-			}
-			for _, m := range tc.wantMsg {
-				if !strings.Contains(err.Error(), m) {
-					t.Errorf("error %q does not mention %q", err, m)
-				}
-			}
+			checkErr(t, err, tc.wantErr, tc.wantMsg...)
 		})
 	}
 }

@@ -1,0 +1,53 @@
+package cmd
+
+import (
+	"context"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mtlsctl/mtlsctl/internal/app"
+)
+
+// rotateCommand is `rotate gossip|certs|ca`: the zero-downtime rotations.
+func rotateCommand() *cli.Command {
+	yes := func() []cli.Flag {
+		return []cli.Flag{
+			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
+			&cli.BoolFlag{Name: "force-unlock", Usage: "take over node locks left by a dead mtlsctl run (after checking it is dead)"},
+		}
+	}
+	sub := func(name, usage, desc string, extra []cli.Flag, run func(context.Context, app.Common, app.DistOptions, app.RotateOptions) error) *cli.Command {
+		return &cli.Command{
+			Name:        name,
+			Usage:       usage,
+			Description: desc,
+			Flags:       append(append(sshFlags(), yes()...), extra...),
+			Action: func(c *cli.Context) error {
+				if err := noArgs(c); err != nil {
+					return err
+				}
+				return run(c.Context, common(c), distOptions(c), app.RotateOptions{
+					Yes:         c.Bool("yes"),
+					ForceUnlock: c.Bool("force-unlock"),
+					GossipWait:  c.Duration("wait"),
+				})
+			},
+		}
+	}
+	return &cli.Command{
+		Name:  "rotate",
+		Usage: "zero-downtime rotations: the gossip key, node certificates, the CA",
+		Subcommands: []*cli.Command{
+			sub("gossip", "rotate the gossip encryption key through the keyring API",
+				"Install the new key, wait until every member of every pool (LAN per datacenter, WAN) holds it,\n"+
+					"make it primary, remove the old key, then write the new encrypt into every node's config.\n"+
+					"A member that is down stops the rotation before the switch; re-running resumes.",
+				[]cli.Flag{&cli.DurationFlag{Name: "wait", Usage: "how long to wait for every member to hold the new key (default: scaled to the cluster size, at least 30s)"}},
+				app.RotateGossip),
+			sub("certs", "reissue node certificates from the same CA, reload, verify what each agent serves",
+				"Without --nodes every node's certificate is reissued.", nil, app.RotateCerts),
+			sub("ca", "roll over to a new CA: trust old+new, reissue leaves, drop the old CA (each phase verified)",
+				"The old CA key stays archived in the state directory. Re-running resumes at the recorded phase.", nil, app.RotateCA),
+		},
+	}
+}

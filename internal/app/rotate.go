@@ -1,0 +1,333 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/mtlsctl/mtlsctl/ca"
+	"github.com/mtlsctl/mtlsctl/consulcfg"
+	"github.com/mtlsctl/mtlsctl/distribute"
+	"github.com/mtlsctl/mtlsctl/internal/rotate"
+	"github.com/mtlsctl/mtlsctl/inventory"
+)
+
+// RotateOptions are the options of `rotate gossip|certs|ca`.
+type RotateOptions struct {
+	Yes         bool // skip the confirmation prompt
+	ForceUnlock bool // take over node locks left by a dead run
+	// GossipWait bounds how long `rotate gossip` waits for every member to
+	// hold the new key (0: the default, scaled to the cluster's size).
+	GossipWait time.Duration
+}
+
+// logw is where per-phase progress goes: stdout, or stderr under -o json.
+func (c Common) logw() io.Writer {
+	if c.JSON {
+		return c.stderr()
+	}
+	return c.stdout()
+}
+
+// rotation is what every rotate command sets up: the topology, the state
+// (locked for the whole rotation) and a handle on the live cluster.
+type rotation struct {
+	c    Common
+	d    DistOptions
+	r    RotateOptions
+	t    *inventory.Topology
+	st   *ca.State
+	lock *ca.Lock
+	cl   *distribute.Cluster
+}
+
+func startRotation(ctx context.Context, c Common, d DistOptions, r RotateOptions, what, question string) (*rotation, error) {
+	t, err := inventory.Load(c.Inventory)
+	if err != nil {
+		return nil, err
+	}
+	st, err := ca.Open(c.State, ca.OpenOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if !r.Yes {
+		if !c.Interactive {
+			return nil, fmt.Errorf("%s changes the nodes: pass --yes to confirm when not on a terminal", what)
+		}
+		if !c.confirm(question) {
+			return nil, fmt.Errorf("%s cancelled: nothing was changed", what)
+		}
+	}
+	lock, err := st.Lock(what)
+	if err != nil {
+		return nil, err
+	}
+	o := c.distOptions(d, st)
+	o.JournalDir = ""
+	cl, err := distribute.Dial(ctx, t, o)
+	if err != nil {
+		lock.Unlock()
+		return nil, err
+	}
+	return &rotation{c: c, d: d, r: r, t: t, st: st, lock: lock, cl: cl}, nil
+}
+
+func (x *rotation) close() {
+	x.cl.Close()
+	x.lock.Unlock()
+}
+
+// push renders every selected node's bundle from the state as it is now
+// and applies it (stage everywhere, verify, commit, reload: certificate,
+// CA and gossip-key changes need no restart), holding the rotation's lock.
+func (x *rotation) push(ctx context.Context, phase string) ([]consulcfg.Bundle, error) {
+	t, bundles, _, o, err := remoteSetup(x.c, x.d)
+	if err != nil {
+		return nil, err
+	}
+	o.ForceUnlock = x.r.ForceUnlock
+	fmt.Fprintf(x.c.logw(), "%s: pushing %d node(s)\n", phase, len(bundles))
+	res, err := distribute.Apply(ctx, t, bundles, o)
+	if res != nil && !x.c.JSON {
+		writeApply(x.c.stdout(), res)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("apply: %s", summarizeErr(err))
+	}
+	return bundles, nil
+}
+
+// verify waits until the cluster is healthy and every pushed node's agent
+// serves the certificate of its bundle, verified against the bundle's CA.
+func (x *rotation) verify(ctx context.Context, phase string, bundles []consulcfg.Bundle) (*distribute.Health, error) {
+	x.cl.SetBundles(bundles)
+	nodes := make([]string, 0, len(bundles))
+	for _, b := range bundles {
+		nodes = append(nodes, b.Node)
+	}
+	wctx, cancel := context.WithTimeout(ctx, VerifyTimeout)
+	defer cancel()
+	start := time.Now()
+	h, err := x.cl.WaitHealthy(wctx, distribute.Want{Nodes: nodes, Certs: true})
+	if err != nil {
+		return h, err
+	}
+	want, served := map[string]string{}, map[string]string{}
+	for _, n := range h.Nodes {
+		if n.Cert != nil {
+			want[n.Node], served[n.Node] = n.Cert.Expected, n.Cert.Served
+		}
+	}
+	for _, name := range nodes {
+		if _, ok := want[name]; !ok {
+			want[name] = "(issued certificate)"
+		}
+	}
+	if err := rotate.VerifyServed(want, served); err != nil {
+		return h, err
+	}
+	for _, name := range nodes {
+		fmt.Fprintf(x.c.logw(), "%-12s %-8s serves %s (verified against its CA bundle)\n", name, phase, served[name])
+	}
+	fmt.Fprintf(x.c.logw(), "%s: cluster healthy, %d agent(s) verified after %s\n", phase, len(nodes), time.Since(start).Round(100*time.Millisecond))
+	return h, nil
+}
+
+// agent picks the first server whose local API answers, for the keyring
+// operations.
+func (x *rotation) agent(ctx context.Context) (*rotate.Client, string, error) {
+	var errs []error
+	for _, n := range x.t.Nodes {
+		if !n.IsServer() {
+			continue
+		}
+		cl, err := x.cl.API(ctx, n.Name)
+		if err == nil {
+			if _, err = cl.Status().Leader(); err == nil {
+				return &rotate.Client{API: cl}, n.Name, nil
+			}
+		}
+		errs = append(errs, fmt.Errorf("node %s: %w", n.Name, err))
+	}
+	return nil, "", fmt.Errorf("no Consul server answered on 127.0.0.1:8500: %w", errors.Join(errs...))
+}
+
+// RotateGossip rotates the gossip key: a new key into the state, then
+// through the keyring API (via one server) install, wait for every member
+// of every pool, use, remove the old key; then a normal apply writes the new
+// `encrypt` into every node's config. Re-running resumes an interrupted
+// rotation.
+func RotateGossip(ctx context.Context, c Common, d DistOptions, r RotateOptions) error {
+	if len(d.Nodes) > 0 {
+		return errors.New("rotate gossip changes every member's keyring: --nodes is not allowed")
+	}
+	x, err := startRotation(ctx, c, d, r, "rotate gossip", "Rotate the gossip key of every Consul agent?")
+	if err != nil {
+		return err
+	}
+	defer x.close()
+	agent, via, err := x.agent(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.logw(), "gossip keyring operations through node %s (one Serf query per pool, up to %s each when a member does not answer)\n",
+		via, rotate.QueryTimeout(len(x.t.Nodes), rotate.LANGossipInterval))
+	res, err := rotate.Gossip(ctx, rotate.GossipOptions{
+		State:    x.st,
+		Agent:    agent,
+		Expected: rotate.ExpectedFromTopology(x.t),
+		Apply: func(ctx context.Context) error {
+			bundles, err := x.push(ctx, "gossip config")
+			if err != nil {
+				return err
+			}
+			_, err = x.verify(ctx, "gossip config", bundles)
+			return err
+		},
+		Wait: r.GossipWait,
+		Log:  c.logw(),
+	})
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return c.writeJSON(res)
+	}
+	fmt.Fprintf(c.stdout(), "\ngossip key rotated: %s -> %s in %s; every member holds only the new key\n", res.Old, res.New, res.Duration.Round(time.Millisecond))
+	return nil
+}
+
+// CertsResult is what `rotate certs` did, per node.
+type CertsResult struct {
+	Nodes    []CertsNode   `json:"nodes"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// CertsNode is one node's certificate before and after `rotate certs`.
+type CertsNode struct {
+	Node   string `json:"node"`
+	Old    string `json:"old_fingerprint"`
+	New    string `json:"new_fingerprint"`
+	Served string `json:"served_fingerprint"`
+}
+
+// RotateCerts reissues the leaf certificates of the selected nodes (all
+// without --nodes) from the same CA, pushes them with a reload (no
+// restart) and verifies that each agent now serves its new certificate.
+func RotateCerts(ctx context.Context, c Common, d DistOptions, r RotateOptions) error {
+	nodes, err := nodeNames(c, d.Nodes)
+	if err != nil {
+		return err
+	}
+	what := "every node"
+	if len(nodes) > 0 {
+		what = strings.Join(nodes, ", ")
+	}
+	x, err := startRotation(ctx, c, d, r, "rotate certs", fmt.Sprintf("Reissue and reload the certificates of %s?", what))
+	if err != nil {
+		return err
+	}
+	defer x.close()
+	start := time.Now()
+	before, err := x.st.Credentials(x.t)
+	if err != nil {
+		return err
+	}
+	rep, err := x.st.Generate(x.t, ca.GenerateOptions{ReissueAll: len(nodes) == 0, Reissue: nodes})
+	if err != nil {
+		return err
+	}
+	res := &CertsResult{}
+	for _, n := range rep.Nodes {
+		if n.Action == ca.Kept {
+			continue
+		}
+		fmt.Fprintf(c.logw(), "%-12s %-8s new certificate serial %s, expires %s\n", n.Node, "reissue", n.Serial, n.NotAfter.Format(time.DateOnly))
+		res.Nodes = append(res.Nodes, CertsNode{Node: n.Node, Old: ca.CertFingerprint(before.Leaves[n.Node].Cert.Raw), New: n.Fingerprint})
+	}
+	bundles, err := x.push(ctx, "certs")
+	if err != nil {
+		return fmt.Errorf("rotate certs: the new certificates are in the state but not on every node: %w; re-run `mtlsctl apply` to finish", err)
+	}
+	h, err := x.verify(ctx, "certs", bundles)
+	if err != nil {
+		return fmt.Errorf("rotate certs: pushed, but not verified: %w", err)
+	}
+	for i := range res.Nodes {
+		if nh := h.Node(res.Nodes[i].Node); nh != nil && nh.Cert != nil {
+			res.Nodes[i].Served = nh.Cert.Served
+		}
+	}
+	res.Duration = time.Since(start)
+	if c.JSON {
+		return c.writeJSON(res)
+	}
+	fmt.Fprintf(c.stdout(), "\n%d certificate(s) rotated and served, in %s (reload, no restart)\n", len(res.Nodes), res.Duration.Round(time.Millisecond))
+	return nil
+}
+
+// nodeNames splits --nodes values (comma-separated) and checks them
+// against the cluster file.
+func nodeNames(c Common, lists []string) ([]string, error) {
+	if len(lists) == 0 {
+		return nil, nil
+	}
+	t, err := inventory.Load(c.Inventory)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range lists {
+		for _, n := range strings.Split(l, ",") {
+			if n = strings.TrimSpace(n); n == "" {
+				continue
+			}
+			if t.Node(n) == nil {
+				return nil, fmt.Errorf("--nodes: %q is not a node of %s", n, t.Cluster.Source)
+			}
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// RotateCA rolls the cluster over to a new CA in phases, each pushed,
+// reloaded and verified before the next: bundle old+new, leaves from the
+// new CA, old CA dropped. The old CA key stays archived in the state.
+// Re-running resumes an interrupted rollover.
+func RotateCA(ctx context.Context, c Common, d DistOptions, r RotateOptions) error {
+	if len(d.Nodes) > 0 {
+		return errors.New("rotate ca changes every node: --nodes is not allowed")
+	}
+	x, err := startRotation(ctx, c, d, r, "rotate ca", "Roll every node over to a new CA (three pushes with reloads)?")
+	if err != nil {
+		return err
+	}
+	defer x.close()
+	var pushed []consulcfg.Bundle
+	res, err := rotate.RotateCA(ctx, rotate.CAOptions{
+		State:    x.st,
+		Topology: x.t,
+		Apply: func(ctx context.Context, phase string) error {
+			b, err := x.push(ctx, "ca "+phase)
+			pushed = b
+			return err
+		},
+		Verify: func(ctx context.Context, phase string) error {
+			_, err := x.verify(ctx, "ca "+phase, pushed)
+			return err
+		},
+		Log: c.logw(),
+	})
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return c.writeJSON(res)
+	}
+	fmt.Fprintf(c.stdout(), "\nCA rotated: %s -> %s in %s; every agent serves a leaf of the new CA and trusts only it\n", res.Old, res.New, res.Duration.Round(time.Millisecond))
+	return nil
+}
