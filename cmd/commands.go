@@ -62,6 +62,7 @@ func generateCommand() *cli.Command {
 			&cli.IntFlag{Name: "cert-days", Value: 365, Usage: "validity of new node certificates, in days"},
 			&cli.IntFlag{Name: "renew-before", Value: 30, Usage: "reissue node certificates that expire within this many `DAYS`"},
 			&cli.BoolFlag{Name: "name-constraints", Usage: "limit a new CA to the Consul domain and localhost (X.509 name constraints)"},
+			&cli.BoolFlag{Name: "force-unlock", Usage: "clear a state lock left by a dead mtlsctl run (refused while it runs)"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -74,6 +75,7 @@ func generateCommand() *cli.Command {
 				CertDays:        c.Int("cert-days"),
 				RenewBefore:     time.Duration(c.Int("renew-before")) * 24 * time.Hour,
 				NameConstraints: c.Bool("name-constraints"),
+				ForceUnlock:     c.Bool("force-unlock"),
 			})
 		},
 	}
@@ -163,7 +165,7 @@ func applyCommand() *cli.Command {
 		Usage: "push every node's bundle consistently: stage everywhere, verify, commit everywhere, reload",
 		Flags: append(sshFlags(),
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
-			&cli.BoolFlag{Name: "force-unlock", Usage: "take over a lock left by a dead mtlsctl run (after checking it is dead)"},
+			&cli.BoolFlag{Name: "force-unlock", Usage: "take over state and node locks left by a dead mtlsctl run (refused while it runs)"},
 		),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {

@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/mtlsctl/mtlsctl/ca"
 )
 
 // Common holds the global flags and the streams of one command run.
@@ -74,6 +76,18 @@ func (c ChangesPending) Error() string {
 // ErrReported marks a failure already reported in full (per node, above the
 // summary): the command line exits 1 without printing it again.
 var ErrReported = errors.New("failed (see the report above)")
+
+// lockState takes the state directory's lock for op. With force, a lock
+// left by a dead run is cleared first; ca refuses that while a live process
+// holds it, so force never breaks a running mtlsctl.
+func lockState(st *ca.State, op string, force bool) (*ca.Lock, error) {
+	if force {
+		if err := st.ForceUnlock(); err != nil {
+			return nil, err
+		}
+	}
+	return st.Lock(op)
+}
 
 func fileExists(p string) bool {
 	_, err := os.Stat(p)

@@ -138,6 +138,7 @@ type GenerateOptions struct {
 	CertDays        int
 	RenewBefore     time.Duration
 	NameConstraints bool
+	ForceUnlock     bool // clear a state lock left by a dead run
 }
 
 // Generate creates what is missing in the state directory.
@@ -150,7 +151,7 @@ func Generate(c Common, o GenerateOptions) error {
 	if err != nil {
 		return err
 	}
-	lock, err := st.Lock("generate")
+	lock, err := lockState(st, "generate", o.ForceUnlock)
 	if err != nil {
 		return err
 	}

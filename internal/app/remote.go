@@ -250,7 +250,7 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 			}
 		}
 	}
-	lock, err := st.Lock("apply")
+	lock, err := lockState(st, "apply", a.ForceUnlock)
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ func startRotation(ctx context.Context, c Common, d DistOptions, r RotateOptions
 			return nil, fmt.Errorf("%s cancelled: nothing was changed", what)
 		}
 	}
-	lock, err := st.Lock(what)
+	lock, err := lockState(st, what, r.ForceUnlock)
 	if err != nil {
 		return nil, err
 	}
