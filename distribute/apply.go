@@ -59,7 +59,8 @@ type ApplyResult struct {
 var errKilled = errors.New("simulated crash")
 
 // Apply pushes every bundle to its node in two phases: stage and verify on
-// every node, and only if all succeeded, commit on every node (with
+// every node (and, where the node has a consul binary, `consul validate` the
+// configuration it would load), and only if all succeeded, commit on every node (with
 // backups), then reload (servers one at a time) or restart. A node that
 // fails staging makes Apply remove all staging and change nothing. A second
 // Apply with nothing changed touches nothing. An apply interrupted earlier

@@ -1,0 +1,215 @@
+// Rotation tests: `rotate gossip`, `rotate certs` and `rotate ca` on a live
+// 5-node Consul 1.6.2 cluster (3 servers, 2 clients), each run while a probe
+// writes and reads a KV key through a client agent and checks the members
+// every 100 ms. Zero downtime means zero failed probe operations and no
+// member ever leaving "alive".
+
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/mtlsctl/mtlsctl/ca"
+	"github.com/mtlsctl/mtlsctl/distribute"
+	"github.com/mtlsctl/mtlsctl/internal/app"
+	"github.com/mtlsctl/mtlsctl/internal/rotate"
+)
+
+// rtProbe is the zero-downtime probe: KV write+read and members, every 100 ms.
+type rtProbe struct {
+	mu       sync.Mutex
+	ops      int
+	failures []string
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+func rtStartProbe(t *testing.T, c *api.Client, key string, members int) *rtProbe {
+	t.Helper()
+	p := &rtProbe{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
+			}
+			p.once(c, key, strconv.Itoa(i), members)
+		}
+	}()
+	return p
+}
+
+func (p *rtProbe) once(c *api.Client, key, val string, members int) {
+	fail := func(format string, a ...any) {
+		p.mu.Lock()
+		p.failures = append(p.failures, time.Now().Format("15:04:05.000")+" "+fmt.Sprintf(format, a...))
+		p.mu.Unlock()
+	}
+	p.mu.Lock()
+	p.ops++
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	if _, err := c.KV().Put(&api.KVPair{Key: key, Value: []byte(val)}, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+		fail("kv put: %v", err)
+		return
+	}
+	kv, _, err := c.KV().Get(key, q)
+	switch {
+	case err != nil:
+		fail("kv get: %v", err)
+		return
+	case kv == nil || string(kv.Value) != val:
+		fail("kv get: read back something else than was written")
+		return
+	}
+	ms, err := c.Agent().Members(false)
+	if err != nil {
+		fail("members: %v", err)
+		return
+	}
+	alive := 0
+	for _, m := range ms {
+		if m.Status == 1 {
+			alive++
+		} else {
+			fail("member %s is %d, not alive", m.Name, m.Status)
+		}
+	}
+	if alive != members {
+		fail("%d members alive, want %d", alive, members)
+	}
+}
+
+// finish stops the probe and returns its operation count and failures.
+func (p *rtProbe) finish() (int, []string) {
+	close(p.stop)
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ops, p.failures
+}
+
+func TestRotations162(t *testing.T) {
+	lc := lcStart(t, lcSpec{version: "1.6.2", subnet: "198.18.40.0/24", prefix: "rt", nodes: lcFiveNodes()})
+	lcCheckHealth(t, lc.Health, map[string]int{"dc-1": 3}, 5)
+	if t.Failed() {
+		return
+	}
+	cl := lc.dial(distribute.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	client, err := cl.API(ctx, "n4") // a client agent, as Apigee's components use it
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		run  func(context.Context, app.Common, app.DistOptions, app.RotateOptions) error
+	}{
+		{"gossip", app.RotateGossip},
+		{"certs", app.RotateCerts},
+		{"ca", app.RotateCA},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pids := map[string]int{}
+			for _, n := range []string{"n1", "n2", "n3", "n4", "n5"} {
+				pids[n] = lc.servicePID(n)
+			}
+			p := rtStartProbe(t, client, "mtlsctl/probe/"+tc.name, 5)
+			time.Sleep(300 * time.Millisecond) // a few probes before the rotation starts
+			start := time.Now()
+			err := tc.run(ctx, lc.common, lc.dist, app.RotateOptions{Yes: true})
+			took := time.Since(start)
+			time.Sleep(300 * time.Millisecond)
+			ops, failures := p.finish()
+			t.Logf("rotate %s: %s; probe: %d operations (KV write+read+members every 100 ms), %d failed", tc.name, took.Round(time.Millisecond), ops, len(failures))
+			if err != nil {
+				t.Fatalf("rotate %s: %v", tc.name, err)
+			}
+			for _, f := range failures {
+				t.Errorf("probe: %s", f)
+			}
+			for n, pid := range pids {
+				if now := lc.servicePID(n); now != pid {
+					t.Errorf("%s: agent restarted (pid %d -> %d); a rotation must only reload", n, pid, now)
+				}
+			}
+			h, err := app.VerifyCluster(ctx, lc.common, lc.dist)
+			if err != nil {
+				t.Fatalf("after rotate %s: %v", tc.name, err)
+			}
+			lcCheckHealth(t, h, map[string]int{"dc-1": 3}, 5)
+		})
+	}
+
+	// The fault: a node down during `rotate gossip` stops the rotation
+	// before `use`, names the node and leaves the old key primary; once the
+	// node is back, a re-run resumes and completes.
+	t.Run("gossip with a node down", func(t *testing.T) {
+		if _, err := lc.net.Node("n5").Exec(ctx, "systemctl", "stop", "consul"); err != nil {
+			t.Fatal(err)
+		}
+		st, err := ca.Open(lc.common.State, ca.OpenOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, _ := st.Keyring()
+		start := time.Now()
+		err = app.RotateGossip(ctx, lc.common, lc.dist, app.RotateOptions{Yes: true, GossipWait: 10 * time.Second})
+		t.Logf("stopped after %s: %v", time.Since(start).Round(time.Millisecond), err)
+		var ge *rotate.GossipError
+		if !errors.As(err, &ge) || ge.Step != rotate.StepInstall || !strings.Contains(err.Error(), "n5") {
+			t.Fatalf("error %v, want a stop at install naming n5", err)
+		}
+		mid, _ := st.Keyring()
+		if mid.Primary != before.Primary || mid.Pending == "" {
+			t.Error("the state's primary key changed, or no key is pending")
+		}
+		h, err := cl.Health(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range h.Keyring {
+			if k := p.Key(distribute.GossipFingerprint(before.Primary)); k == nil || k.Nodes != p.NumNodes {
+				t.Errorf("pool %s/%v: old key not on every live member: %+v", p.Datacenter, p.WAN, p.Keys)
+			}
+		}
+		if _, err := lc.net.Node("n5").Exec(ctx, "systemctl", "start", "consul"); err != nil {
+			t.Fatal(err)
+		}
+		wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer wcancel()
+		if _, err := cl.WaitHealthy(wctx, distribute.Want{}); err != nil {
+			t.Fatal(err)
+		}
+		start = time.Now()
+		if err := app.RotateGossip(ctx, lc.common, lc.dist, app.RotateOptions{Yes: true}); err != nil {
+			t.Fatalf("resume: %v", err)
+		}
+		t.Logf("resumed rotation: %s", time.Since(start).Round(time.Millisecond))
+		after, _ := st.Keyring()
+		if after.Primary != mid.Pending || after.Pending != "" {
+			t.Error("the pending key did not become primary")
+		}
+		h, err = app.VerifyCluster(ctx, lc.common, lc.dist)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lcCheckHealth(t, h, map[string]int{"dc-1": 3}, 5)
+	})
+}
