@@ -5,7 +5,7 @@ PKGS    ?= ./...
 # Real Consul agents for the tests (built once from the Go module proxy, cached).
 CONSUL_VERSIONS ?= 1.6.2 1.13.9
 
-.PHONY: all build test test-short consul demo bench bench-go bench-generate fuzz vet fmt clean
+.PHONY: all build test test-short consul demo bench bench-go bench-generate bench-apply fuzz vet fmt clean
 
 all: build
 
@@ -39,13 +39,18 @@ fuzz:
 	$(GO) test ./inventory -run '^$$' -fuzz '^FuzzImportApigee$$' -fuzztime 30s
 
 ## bench: Go benchmarks plus the scripted side-by-side runs (see README).
-bench: bench-go bench-generate
+bench: bench-go bench-generate bench-apply
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./ca ./consulcfg ./distribute
 
 bench-generate: build consul
 	scripts/bench-generate.sh
+
+## bench-apply: mtlsctl apply vs scp, sftp -b, parallel-scp and Ansible on real
+## sshd hosts, plus WAN latency through a delaying proxy (root; docs/bench-apply.md).
+bench-apply: build
+	scripts/bench-apply.sh
 
 clean:
 	rm -rf bin
