@@ -8,7 +8,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/mtlsctl/mtlsctl/consulcfg"
 	"github.com/mtlsctl/mtlsctl/distribute"
+	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
 // VerifyTimeout bounds how long VerifyCluster waits for the cluster to be
@@ -22,17 +24,11 @@ const VerifyTimeout = 2 * time.Minute
 // leader, members and keyring. With -o json the summary goes to stderr, so
 // stdout keeps the apply's JSON.
 func VerifyCluster(ctx context.Context, c Common, d DistOptions) (*distribute.Health, error) {
-	t, bundles, _, o, err := remoteSetup(c, d)
-	if err != nil {
-		return nil, err
-	}
-	o.JournalDir = ""
-	cl, err := distribute.Dial(ctx, t, o)
+	_, _, cl, err := dialLive(ctx, c, d)
 	if err != nil {
 		return nil, err
 	}
 	defer cl.Close()
-	cl.SetBundles(bundles)
 	c.printf("\nwaiting for the Consul cluster (leader, voters, members, certificates; at most %s)\n", VerifyTimeout)
 	wctx, cancel := context.WithTimeout(ctx, VerifyTimeout)
 	defer cancel()
@@ -65,17 +61,11 @@ func VerifyCluster(ctx context.Context, c Common, d DistOptions) (*distribute.He
 // report; the caller adds the returned Health to its JSON. The error says
 // what is wrong (ErrNotHealthy) when the cluster is not healthy.
 func LiveStatus(ctx context.Context, c Common, d DistOptions) (*distribute.Health, error) {
-	t, bundles, _, o, err := remoteSetup(c, d)
-	if err != nil {
-		return nil, err
-	}
-	o.JournalDir = ""
-	cl, err := distribute.Dial(ctx, t, o)
+	t, bundles, cl, err := dialLive(ctx, c, d)
 	if err != nil {
 		return nil, err
 	}
 	defer cl.Close()
-	cl.SetBundles(bundles)
 	h, err := cl.Health(ctx)
 	if h != nil && !c.JSON {
 		fmt.Fprintln(c.stdout())
@@ -88,6 +78,21 @@ func LiveStatus(ctx context.Context, c Common, d DistOptions) (*distribute.Healt
 		return h, fmt.Errorf("%w: %s", distribute.ErrNotHealthy, strings.Join(p, "; "))
 	}
 	return h, nil
+}
+
+// dialLive opens the live-cluster handle (SSH to every node, Consul API
+// through tunnels) with the bundles set, so certificates can be checked.
+func dialLive(ctx context.Context, c Common, d DistOptions) (*inventory.Topology, []consulcfg.Bundle, *distribute.Cluster, error) {
+	t, bundles, _, o, err := remoteSetup(c, d)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cl, err := distribute.Dial(ctx, t, withoutJournal(o))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cl.SetBundles(bundles)
+	return t, bundles, cl, nil
 }
 
 // writeHealth prints a Health report: datacenters, keyring, nodes.

@@ -336,12 +336,7 @@ func writeApply(w io.Writer, r *distribute.ApplyResult) {
 // Status reads every node's state and exits non-zero on drift, a pending
 // generation or an unreachable node.
 func Status(ctx context.Context, c Common, d DistOptions) error {
-	t, bundles, _, o, err := remoteSetup(c, d)
-	if err != nil {
-		return err
-	}
-	o.JournalDir = ""
-	res, err := distribute.Status(ctx, t, bundles, o)
+	res, err := nodeStatus(ctx, c, d)
 	if res == nil {
 		return err
 	}
@@ -377,6 +372,15 @@ func Status(ctx context.Context, c Common, d DistOptions) error {
 		return fmt.Errorf("%w: %d node(s) unreachable, drifted or not up to date", ErrReported, bad)
 	}
 	return nil
+}
+
+// nodeStatus reads what every (selected) node holds.
+func nodeStatus(ctx context.Context, c Common, d DistOptions) (*distribute.StatusResult, error) {
+	t, bundles, _, o, err := remoteSetup(c, d)
+	if err != nil {
+		return nil, err
+	}
+	return distribute.Status(ctx, t, bundles, withoutJournal(o))
 }
 
 func writeStatus(w io.Writer, r *distribute.StatusResult, now time.Time) {
@@ -427,12 +431,7 @@ type ExpiryOptions struct {
 func CheckExpiration(ctx context.Context, c Common, d DistOptions, e ExpiryOptions) error {
 	var rows []ca.CertStatus
 	if e.Remote {
-		t, bundles, _, o, err := remoteSetup(c, d)
-		if err != nil {
-			return err
-		}
-		o.JournalDir = ""
-		res, err := distribute.Status(ctx, t, bundles, o)
+		res, err := nodeStatus(ctx, c, d)
 		if res == nil {
 			return err
 		}
