@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -231,3 +232,60 @@ func TestPlanUnreachableNodes(t *testing.T) {
 		t.Errorf("plan against stopped nodes: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
+
+func TestImportApigeeKeepsItsSecrets(t *testing.T) {
+	dir := t.TempDir()
+	// A CA and gossip key made elsewhere (as Apigee's `consul tls ca create` would).
+	other := filepath.Join(dir, "other-state")
+	if code, _, errOut := run(t, "-i", example("edge-5"), "--state", other, "generate"); code != 0 {
+		t.Fatalf("generate: %s", errOut)
+	}
+	gossip := "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+	silent := filepath.Join(dir, "silent.conf")
+	conf := strings.Join([]string{
+		"ALL_IP=\"198.18.0.11 198.18.0.12 198.18.0.13 198.18.0.14 198.18.0.15\"",
+		"ZK_MTLS_HOSTS=\"198.18.0.11 198.18.0.12 198.18.0.13\"",
+		"CASS_MTLS_HOSTS=\"198.18.0.11 198.18.0.12 198.18.0.13\"",
+		"RT_MTLS_HOSTS=\"198.18.0.14\"",
+		"MP_MTLS_HOSTS=\"198.18.0.14\"",
+		"PG_MTLS_HOSTS=\"198.18.0.15\"",
+		"ENCRYPT_DATA=\"" + gossip + "\"",
+		"PATH_TO_CA_CERT=" + filepath.Join(other, "ca", "consul-agent-ca.pem"),
+		"PATH_TO_CA_KEY=" + filepath.Join(other, "ca", "consul-agent-ca-key.pem"),
+		"",
+	}, "\n")
+	if err := os.WriteFile(silent, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv := filepath.Join(dir, "cluster.yaml")
+	state := filepath.Join(dir, "state")
+	code, out, errOut := run(t, "-i", inv, "--state", state, "inventory", "import-apigee", silent)
+	if code != 0 {
+		t.Fatalf("import-apigee: exit %d: %s", code, errOut)
+	}
+	if strings.Contains(out+errOut, gossip) {
+		t.Error("import printed the gossip key")
+	}
+	if code, _, errOut = run(t, "-i", inv, "inventory", "validate"); code != 0 {
+		t.Fatalf("imported cluster file does not validate: %s", errOut)
+	}
+	// generate keeps the imported CA and key: same CA file, same gossip fingerprint.
+	code, out, errOut = run(t, "-i", inv, "--state", state, "generate")
+	if code != 0 {
+		t.Fatalf("generate after import: %s", errOut)
+	}
+	if !regexpMatch(`gossip key\s+kept`, out) || !regexpMatch(`CA\s+kept`, out) {
+		t.Errorf("generate replaced an imported secret:\n%s", out)
+	}
+	a, _ := os.ReadFile(filepath.Join(other, "ca", "consul-agent-ca.pem"))
+	b, _ := os.ReadFile(filepath.Join(state, "ca", "consul-agent-ca.pem"))
+	if !bytes.Equal(a, b) {
+		t.Error("the state's CA is not the imported one")
+	}
+	// A second import must not overwrite the cluster file silently.
+	if code, _, errOut = run(t, "-i", inv, "--state", state, "inventory", "import-apigee", silent); code == 0 || !strings.Contains(errOut, "--force") {
+		t.Errorf("re-import over an existing file: exit %d, %s", code, errOut)
+	}
+}
+
+func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }

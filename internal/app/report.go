@@ -12,23 +12,28 @@ import (
 // node whose certificate was created or reissued (with why), and a count of
 // the nodes left alone.
 func writeGenerateReport(w io.Writer, state string, r *ca.GenerateReport) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "CA\t%s\t%s\t%s\texpires %s\n", r.CA.Action, r.CA.Subject, r.CA.Fingerprint, r.CA.NotAfter.Format("2006-01-02"))
-	fmt.Fprintf(tw, "gossip key\t%s\tfingerprint %s\t\t\n", r.Gossip.Action, r.Gossip.Fingerprint)
+	fmt.Fprintf(w, "CA          %-8s %s\n            %s, expires %s\n", r.CA.Action, r.CA.Fingerprint, r.CA.Subject, r.CA.NotAfter.Format("2006-01-02"))
+	fmt.Fprintf(w, "gossip key  %-8s %s\n", r.Gossip.Action, r.Gossip.Fingerprint)
 	if r.Ports != "" {
-		fmt.Fprintf(tw, "port assignment\t%s\t\t\t\n", r.Ports)
+		fmt.Fprintf(w, "ports       %s\n", r.Ports)
 	}
 	counts := map[ca.Action]int{}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	header := false
 	for _, n := range r.Nodes {
 		counts[n.Action]++
 		if n.Action == ca.Kept {
 			continue
 		}
+		if !header {
+			fmt.Fprintln(tw, "\nNODE\tCERTIFICATE\tWHY\tSERIAL\tEXPIRES")
+			header = true
+		}
 		reason := n.Reason
-		if reason == "" {
+		if reason == "" || reason == "no certificate" {
 			reason = "new node"
 		}
-		fmt.Fprintf(tw, "node %s\t%s\t%s\tserial %s\texpires %s\n", n.Node, n.Action, reason, n.Serial, n.NotAfter.Format("2006-01-02"))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Node, n.Action, reason, n.Serial, n.NotAfter.Format("2006-01-02"))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
