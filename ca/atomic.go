@@ -3,11 +3,14 @@ package ca
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // WriteFileAtomic replaces path with data so that, even across a crash, the
@@ -16,12 +19,12 @@ import (
 // the umask), renames it over path and flushes the directory. The parent
 // directory must exist.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := writeTemp(path, data, mode, true)
+	tmp, err := writeTemp(path, data, mode, true, processUmask())
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := rename(tmp, path); err != nil {
+		unix.Unlink(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := syncDir(filepath.Dir(path)); err != nil {
@@ -30,39 +33,40 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	return nil
 }
 
-// writeTemp writes data to a new temporary file beside path and returns its
-// name. With sync it is flushed to disk before it is closed.
-func writeTemp(path string, data []byte, mode os.FileMode, sync bool) (string, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+tempPattern)
+// writeTemp writes data to a new temporary file beside path, with exactly
+// mode, and returns its name. The file is created with mode (a private one
+// is never more open, even for a moment), and chmod'ed only when the umask
+// (-1: unknown) narrowed it. With sync it is flushed to disk before it is
+// closed.
+func writeTemp(path string, data []byte, mode os.FileMode, sync bool, umask int) (string, error) {
+	fd, name, err := createTemp(path, mode)
 	if err != nil {
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
-	name := f.Name()
-	fail := func(err error) (string, error) {
-		f.Close()
-		os.Remove(name)
-		return "", fmt.Errorf("write %s: %w", path, err)
+	err = writeAll(fd, data)
+	if err == nil && narrows(umask, mode) {
+		err = unix.Fchmod(fd, uint32(mode.Perm()))
 	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
+	if err == nil && sync {
+		err = ignoringEINTR(func() error { return unix.Fsync(fd) })
 	}
-	// CreateTemp makes the file 0600; any other mode is set explicitly,
-	// whatever the umask.
-	if mode.Perm() != 0o600 {
-		if err := f.Chmod(mode.Perm()); err != nil {
-			return fail(err)
-		}
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
 	}
-	if sync {
-		if err := f.Sync(); err != nil {
-			return fail(err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(name)
+	if err != nil {
+		unix.Unlink(name)
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
 	return name, nil
+}
+
+// rename is os.Rename without its extra lstat of newpath (which only
+// matters when renaming a directory).
+func rename(oldpath, newpath string) error {
+	if err := unix.Rename(oldpath, newpath); err != nil {
+		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
+	}
+	return nil
 }
 
 // syncDir flushes a directory, so that renames and new entries in it are
@@ -114,10 +118,11 @@ func writeBatch(root string, files []pendingFile) error {
 		byDir[d] = append(byDir[d], i)
 	}
 	sort.Strings(dirs)
+	umask := processUmask()
 	toSync := map[string]bool{}
 	for _, d := range dirs {
 		toSync[d] = true
-		created, err := mkdirAll(d)
+		created, err := mkdirAll(d, umask)
 		if err != nil {
 			return err
 		}
@@ -131,7 +136,7 @@ func writeBatch(root string, files []pendingFile) error {
 	cleanup := func() {
 		for _, t := range temps {
 			if t != "" {
-				os.Remove(t)
+				unix.Unlink(t)
 			}
 		}
 	}
@@ -141,7 +146,7 @@ func writeBatch(root string, files []pendingFile) error {
 	err := each(len(dirs), func(i int) error {
 		for _, fi := range byDir[dirs[i]] {
 			f := files[fi]
-			t, err := writeTemp(f.path, f.data, f.mode, !useSyncfs)
+			t, err := writeTemp(f.path, f.data, f.mode, !useSyncfs, umask)
 			if err != nil {
 				return err
 			}
@@ -158,7 +163,7 @@ func writeBatch(root string, files []pendingFile) error {
 	}
 	err = each(len(dirs), func(i int) error {
 		for _, fi := range byDir[dirs[i]] {
-			if err := os.Rename(temps[fi], files[fi].path); err != nil {
+			if err := rename(temps[fi], files[fi].path); err != nil {
 				return fmt.Errorf("write %s: %w", files[fi].path, err)
 			}
 			temps[fi] = ""
@@ -190,32 +195,29 @@ func each(n int, f func(int) error) error {
 }
 
 // mkdirAll creates dir and missing parents with mode 0700 and returns the
-// directories it created, outermost first.
-func mkdirAll(dir string) ([]string, error) {
-	var missing []string
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(d); err == nil {
-			break
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return nil, err
-		}
-		missing = append(missing, d)
-		if filepath.Dir(d) == d {
-			break
-		}
-	}
+// directories it created, outermost first. An existing dir is left as it
+// is. umask (-1: unknown) says whether a chmod is needed after mkdir.
+func mkdirAll(dir string, umask int) ([]string, error) {
+	err := unix.Mkdir(dir, dirMode)
 	var created []string
-	for i := len(missing) - 1; i >= 0; i-- {
-		d := missing[i]
-		if err := os.Mkdir(d, dirMode); err != nil && !errors.Is(err, os.ErrExist) {
-			return created, fmt.Errorf("create directory: %w", err)
+	if err == unix.ENOENT && filepath.Dir(dir) != dir {
+		if created, err = mkdirAll(filepath.Dir(dir), umask); err != nil {
+			return created, err
 		}
-		if err := os.Chmod(d, dirMode); err != nil {
-			return created, fmt.Errorf("create directory: %w", err)
-		}
-		created = append(created, d)
+		err = unix.Mkdir(dir, dirMode)
 	}
-	return created, nil
+	switch {
+	case err == unix.EEXIST:
+		return created, nil
+	case err != nil:
+		return created, fmt.Errorf("create directory: %w", &fs.PathError{Op: "mkdir", Path: dir, Err: err})
+	}
+	if narrows(umask, dirMode) {
+		if err := unix.Chmod(dir, dirMode); err != nil {
+			return created, fmt.Errorf("create directory: %w", &fs.PathError{Op: "chmod", Path: dir, Err: err})
+		}
+	}
+	return append(created, dir), nil
 }
 
 // parallel runs f(0..n-1) on up to GOMAXPROCS workers and returns every

@@ -101,3 +101,23 @@ func itoa(i int) string {
 	}
 	return string(b)
 }
+
+// BenchmarkCredentials1000 loads the credentials of 1,000 nodes, as render,
+// plan and apply do: every leaf read, parsed and checked.
+func BenchmarkCredentials1000(b *testing.B) {
+	topo := topology(10, 100)
+	s, err := Open(filepath.Join(benchDir(b), "s"), OpenOptions{Create: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.Generate(topo, GenerateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	start := cpuTime()
+	for b.Loop() {
+		if _, err := s.Credentials(topo); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportCPU(b, start)
+}

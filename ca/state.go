@@ -3,10 +3,11 @@ package ca
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // Sentinel errors; each is wrapped with the path and what to do.
@@ -132,21 +133,5 @@ func permError(path string, mode fs.FileMode, dir bool) error {
 // readSecret reads a private key or secret file, refusing it when group or
 // others can access it.
 func readSecret(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if err := permError(path, fi.Mode(), false); err != nil {
-		return nil, err
-	}
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return data, nil
+	return readFileAt(unix.AT_FDCWD, path, path, true)
 }

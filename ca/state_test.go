@@ -116,27 +116,50 @@ func TestWriteFileAtomic(t *testing.T) {
 }
 
 func TestWriteBatch(t *testing.T) {
-	for _, n := range []int{3, syncfsThreshold + 5} {
-		dir := t.TempDir()
-		var files []pendingFile
-		for i := range n {
-			files = append(files, pendingFile{path: filepath.Join(dir, "a", "b", string(rune('a'+i%26))+strings.Repeat("x", i/26)), data: []byte{byte(i)}, mode: 0o600})
-		}
-		if err := writeBatch(dir, files); err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range files {
-			if got := mode(t, f.path); got != 0o600 {
-				t.Errorf("%s: mode %04o", f.path, got)
+	tests := []struct {
+		name  string
+		n     int
+		umask int
+	}{
+		{"few files, usual umask", 3, 0o022},
+		{"syncfs batch, usual umask", syncfsThreshold + 5, 0o022},
+		{"strict umask", 3, 0o077},
+		{"umask narrowing the owner", syncfsThreshold + 5, 0o277},
+		{"no umask", 3, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir() // before the umask, which may forbid writing in it
+			setUmask(t, tc.umask)
+			var files []pendingFile
+			for i := range tc.n {
+				mode := os.FileMode(secretMode)
+				if i%2 == 1 {
+					mode = publicMode
+				}
+				files = append(files, pendingFile{path: filepath.Join(dir, "a", "b", string(rune('a'+i%26))+strings.Repeat("x", i/26)), data: []byte{byte(i)}, mode: mode})
 			}
-		}
-		if got := mode(t, filepath.Join(dir, "a")); got != 0o700 {
-			t.Errorf("created dir mode %04o, want 0700", got)
-		}
-		entries, _ := os.ReadDir(filepath.Join(dir, "a", "b"))
-		if len(entries) != n {
-			t.Errorf("%d entries, want %d (temp files left?)", len(entries), n)
-		}
+			if err := writeBatch(dir, files); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range files {
+				if got := mode(t, f.path); got != f.mode {
+					t.Errorf("%s: mode %04o, want %04o", f.path, got, f.mode)
+				}
+				if got, err := os.ReadFile(f.path); err != nil || string(got) != string(f.data) {
+					t.Errorf("%s: content %q (%v), want %q", f.path, got, err, f.data)
+				}
+			}
+			for _, d := range []string{"a", "a/b"} {
+				if got := mode(t, filepath.Join(dir, d)); got != dirMode {
+					t.Errorf("created dir %s mode %04o, want 0700", d, got)
+				}
+			}
+			entries, _ := os.ReadDir(filepath.Join(dir, "a", "b"))
+			if len(entries) != tc.n {
+				t.Errorf("%d entries, want %d (temp files left?)", len(entries), tc.n)
+			}
+		})
 	}
 }
 

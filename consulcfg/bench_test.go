@@ -3,6 +3,9 @@ package consulcfg
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -91,6 +94,28 @@ func TestLargeCluster(t *testing.T) {
 		// ..., 1.52/31, 1.54/32), not 300 rules.
 		if got := strings.Count(fw, "-A MTLSCTL-MEMBERS -s "); got != 11 {
 			t.Fatalf("%s: %d member rules for 300 contiguous addresses", b.Node, got)
+		}
+	}
+}
+
+// BenchmarkWriteTree1000 writes the rendered bundles of 1,000 nodes to a
+// fresh directory (under MTLSCTL_BENCH_DIR when set, e.g. /dev/shm).
+func BenchmarkWriteTree1000(b *testing.B) {
+	bundles, err := Render(syntheticInput(b, 1000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	root := b.TempDir()
+	if d := os.Getenv("MTLSCTL_BENCH_DIR"); d != "" {
+		if root, err = os.MkdirTemp(d, "mtlsctl-bench-"); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(root) })
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if err := WriteTree(filepath.Join(root, strconv.Itoa(i)), bundles); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

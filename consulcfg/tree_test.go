@@ -2,10 +2,12 @@ package consulcfg
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -128,5 +130,70 @@ func TestWriteTreeConflictingPaths(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("left %d entries behind", len(entries))
+	}
+}
+
+// TestWriteTreeUmask checks that modes are exact whatever the umask: a
+// narrowing umask is undone, a permissive one does not widen private keys.
+func TestWriteTreeUmask(t *testing.T) {
+	bundles := []Bundle{{Node: "n1", Files: []File{
+		NewFile("/etc/consul.d/tls/ca.pem", []byte("ca\n"), 0o644, KindCACert),
+		NewFile("/etc/consul.d/tls/agent-key.pem", []byte("key\n"), 0o640, KindKey),
+		NewFile("/etc/consul.d/agent.json", []byte("{}\n"), 0o640, KindConfig),
+	}}}
+	for _, tc := range []struct {
+		name  string
+		umask int
+	}{{"narrowing", 0o077}, {"permissive", 0o000}, {"usual", 0o022}} {
+		t.Run(tc.name, func(t *testing.T) {
+			old := syscall.Umask(tc.umask)
+			t.Cleanup(func() { syscall.Umask(old) })
+			dir := filepath.Join(t.TempDir(), "out")
+			if err := WriteTree(dir, bundles); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range bundles[0].Files {
+				want := f.Mode
+				if f.Kind == KindKey {
+					want = 0o600
+				}
+				fi, err := os.Lstat(filepath.Join(dir, "n1", filepath.FromSlash(f.Path)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi.Mode() != want {
+					t.Errorf("%s: mode %v, want %v", f.Path, fi.Mode(), want)
+				}
+			}
+		})
+	}
+}
+
+// TestWriteTreeFirstError checks that, with nodes written concurrently, the
+// error names the first failing node in bundle order and no temporary
+// directory is left behind.
+func TestWriteTreeFirstError(t *testing.T) {
+	dir := t.TempDir()
+	var bundles []Bundle
+	for i := range 40 {
+		files := []File{NewFile("/etc/a", []byte("file"), 0o644, KindOther)}
+		if i == 7 || i == 8 || i == 31 {
+			files = append(files, NewFile("/etc/a/b", []byte("under a file"), 0o644, KindOther))
+		}
+		bundles = append(bundles, Bundle{Node: fmt.Sprintf("n%02d", i), Files: files})
+	}
+	err := WriteTree(dir, bundles)
+	var ne *NodeError
+	if !errors.As(err, &ne) || ne.Node != "n07" {
+		t.Fatalf("WriteTree = %v, want a NodeError for n07", err)
+	}
+	entries, _ := os.ReadDir(dir)
+	for i, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("temporary %s left behind", e.Name())
+		}
+		if i < 7 && e.Name() != bundles[i].Node {
+			t.Errorf("entry %d is %s, want %s (nodes before the failure are written)", i, e.Name(), bundles[i].Node)
+		}
 	}
 }

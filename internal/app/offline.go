@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -183,7 +184,12 @@ func Generate(c Common, o GenerateOptions) error {
 	if c.JSON {
 		return c.writeJSON(rep)
 	}
-	return writeGenerateReport(c.stdout(), c.State, rep)
+	// One line per node: buffer it, a 1,000-node report is 1,000 writes.
+	w := bufio.NewWriter(c.stdout())
+	if err := writeGenerateReport(w, c.State, rep); err != nil {
+		return err
+	}
+	return w.Flush()
 }
 
 // loadBundles is the shared front half of render, plan and apply: the
