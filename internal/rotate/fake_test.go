@@ -33,10 +33,13 @@ type fakeCluster struct {
 	// fail makes the nth call (1-based) of an operation fail; 0 = every call.
 	fail  map[string]int
 	calls map[string]int
+	// partial makes the nth call of an operation answer as Consul does when
+	// some members replied after the query timeout (the operation is not done).
+	partial map[string]int
 }
 
 func newFakeCluster(key string, names ...string) *fakeCluster {
-	f := &fakeCluster{fail: map[string]int{}, calls: map[string]int{}}
+	f := &fakeCluster{fail: map[string]int{}, calls: map[string]int{}, partial: map[string]int{}}
 	for i, n := range names {
 		f.members = append(f.members, &fakeMember{name: n, dc: "dc1", server: i < 3, alive: true, keys: []string{key}, primary: key})
 	}
@@ -58,6 +61,9 @@ func (f *fakeCluster) enter(op string) error {
 	f.calls[op]++
 	if n, ok := f.fail[op]; ok && (n == 0 || n == f.calls[op]) {
 		return fmt.Errorf("%s: %w", op, errInjected)
+	}
+	if n, ok := f.partial[op]; ok && n == f.calls[op] {
+		return fmt.Errorf("Unexpected response code: 500 (%d/%d nodes reported success)", len(f.members)-1, len(f.members))
 	}
 	return nil
 }

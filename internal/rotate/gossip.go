@@ -395,11 +395,40 @@ func (r *gossipRun) fail(ctx context.Context, step string, err error) error {
 	return ge
 }
 
-// call runs one keyring operation bounded by the query timeout.
+// partialAttempts bounds how often one keyring operation is repeated when
+// only some members answered in time.
+const partialAttempts = 3
+
+// call runs one keyring operation bounded by the query timeout. Keyring
+// operations are Serf queries: on a loaded machine or network some members
+// answer after the query's timeout and the agent fails the whole call
+// ("4/5 nodes reported success") although nothing is wrong. Every keyring
+// operation is idempotent (installing an installed key, using the primary,
+// removing an absent key all succeed), so such a partial answer is retried a
+// bounded number of times; any other error is returned at once.
 func (r *gossipRun) call(ctx context.Context, fn func(context.Context) error) error {
-	cctx, cancel := context.WithTimeout(ctx, r.opMax)
-	defer cancel()
-	return fn(cctx)
+	var err error
+	for attempt := 1; attempt <= partialAttempts; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, r.opMax)
+		err = fn(cctx)
+		cancel()
+		if err == nil || !isPartialAnswer(err) || ctx.Err() != nil {
+			return err
+		}
+		fmt.Fprintf(r.o.Log, "gossip   only some members answered in time (attempt %d of %d): %v\n", attempt, partialAttempts, err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(r.o.Poll):
+		}
+	}
+	return err
+}
+
+// isPartialAnswer reports whether err is Consul's "N/M nodes reported
+// success" from a keyring query that timed out on some members.
+func isPartialAnswer(err error) bool {
+	return strings.Contains(err.Error(), "nodes reported success")
 }
 
 func (r *gossipRun) list(ctx context.Context) ([]PoolStatus, error) {

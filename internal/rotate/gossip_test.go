@@ -137,6 +137,24 @@ func TestGossipSuccess(t *testing.T) {
 // TestGossipNodeDown is the fault of the issue: a member down during install
 // stops the rotation before use, with the old key still primary, naming the
 // member; once it is back, a re-run resumes and completes.
+// Members that answer a keyring query late make Consul fail the whole call;
+// the rotation repeats the (idempotent) operation instead of stopping.
+func TestGossipRetriesPartialAnswers(t *testing.T) {
+	e := newGossipEnv(t)
+	for _, op := range []string{"install", "list", "use", "remove"} {
+		e.f.partial[op] = 1
+	}
+	if _, err := Gossip(context.Background(), e.opts()); err != nil {
+		t.Fatalf("rotation with late answers: %v", err)
+	}
+	e.checkRotated(t)
+	for _, op := range []string{"use", "remove"} {
+		if e.f.calls[op] < 2 {
+			t.Errorf("%s was called %d time(s); want a retry after the partial answer", op, e.f.calls[op])
+		}
+	}
+}
+
 func TestGossipNodeDown(t *testing.T) {
 	e := newGossipEnv(t)
 	e.f.setAlive("n3", false)
