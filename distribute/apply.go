@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -60,8 +61,10 @@ var errKilled = errors.New("simulated crash")
 
 // Apply pushes every bundle to its node in two phases: stage and verify on
 // every node (and, where the node has a consul binary, `consul validate` the
-// configuration it would load), and only if all succeeded, commit on every node (with
-// backups), then reload (servers one at a time) or restart. A node that
+// configuration it would load), and only if all succeeded, commit each node
+// (with backups) and reload or restart it in the same session: servers one
+// at a time, then the other nodes; a server that fails leaves the others
+// staged until a re-run finishes them. A node that
 // fails staging makes Apply remove all staging and change nothing. A second
 // Apply with nothing changed touches nothing. An apply interrupted earlier
 // (its journal in JournalDir) is first finished or rolled back.
@@ -185,19 +188,13 @@ func (s *session) apply(ctx context.Context, changed []*NodePlan, res *ApplyResu
 		return fmt.Errorf("staging failed, no node was changed: %w", errors.Join(all...))
 	}
 
-	// Phase 2: commit everywhere.
+	// Phase 2: commit and reload (servers one at a time), one session per
+	// node. Nothing was committed anywhere before every node staged and
+	// verified.
 	if err := j.update(func() { j.Phase = phaseCommitting }); err != nil {
 		return err
 	}
-	if err := s.commitAll(ctx, j, nodes, res); err != nil {
-		return err
-	}
-
-	// Phase 3: reload, servers one at a time.
-	if err := j.update(func() { j.Phase = phaseReloading }); err != nil {
-		return err
-	}
-	if err := s.reloadAll(ctx, j, res); err != nil {
+	if err := s.finishAll(ctx, j, res); err != nil {
 		return err
 	}
 	return j.finish()
@@ -288,7 +285,8 @@ func (s *session) stageNode(ctx context.Context, n *inventory.Node, j *journal, 
 	gate.release(n.Name, nil)
 
 	s.report(n.Name, "stage", fmt.Sprintf("%d files", len(jn.Files)), nil)
-	if err := s.upload(ctx, c, jn, contents); err != nil {
+	done, err := s.upload(ctx, c, jn, contents)
+	if err != nil {
 		// OpenSSH's sftp-server reports ENOSPC as a bare "Failure": say
 		// what the user can act on.
 		if hint := s.spaceHint(ctx, c, jn, contents); hint != "" {
@@ -296,11 +294,12 @@ func (s *session) stageNode(ctx context.Context, n *inventory.Node, j *journal, 
 		}
 		return nodeErr(n.Name, "stage", err)
 	}
+	// Verify and, where Consul config files are staged, `consul validate`
+	// in one session.
 	s.report(n.Name, "verify", "", nil)
-	out, err = c.run(ctx, "verify", verifyScript(jn))
-	if err != nil {
-		return nodeErr(n.Name, "verify", err)
-	}
+	configDir := s.topo.Cluster.Consul.ConfigDir
+	vfiles := validateConfigFiles(jn, configDir)
+	out, err = c.run(ctx, "verify", verifyScript(jn, verifyOpts{configDir: configDir, runID: j.RunID, validate: vfiles, uploaded: done}))
 	got := parseHashes(out)
 	for i, f := range jn.Files {
 		h := ""
@@ -308,14 +307,24 @@ func (s *session) stageNode(ctx context.Context, n *inventory.Node, j *journal, 
 			h = got[i]
 		}
 		if h != f.SHA256 {
+			if err != nil && s.validateError(err, j.RunID) == nil {
+				return nodeErr(n.Name, "verify", err)
+			}
 			return nodeErr(n.Name, "verify", fmt.Errorf("%w: %s staged with sha256 %q, want %s", ErrVerify, f.Path, h, f.SHA256))
 		}
 	}
-	s.report(n.Name, "validate", "", nil)
-	if checked, err := s.validateNode(ctx, c, jn, j.RunID); err != nil {
-		return nodeErr(n.Name, "validate", err)
-	} else if checked {
-		s.report(n.Name, "validate", "consul validate passed", nil)
+	if err != nil {
+		if verr := s.validateError(err, j.RunID); verr != nil {
+			s.report(n.Name, "validate", "", nil)
+			return nodeErr(n.Name, "validate", verr)
+		}
+		return nodeErr(n.Name, "verify", err)
+	}
+	if len(vfiles) > 0 {
+		s.report(n.Name, "validate", "", nil)
+		if strings.Contains(out, markerValid) {
+			s.report(n.Name, "validate", "consul validate passed", nil)
+		}
 	}
 	if err := j.update(func() { jn.Staged = true }); err != nil {
 		return err
@@ -326,21 +335,39 @@ func (s *session) stageNode(ctx context.Context, n *inventory.Node, j *journal, 
 	return nil
 }
 
+// uploadDone says what the SFTP upload already did to the staged files, so
+// that the verify script need not do it again.
+type uploadDone struct {
+	modes  bool // each file has its final mode (fsetstat on its handle)
+	synced bool // each file was fsynced (fsync@openssh.com)
+}
+
 // upload writes every file concurrently on the node's one SFTP session:
-// open, write, fsync@openssh.com (when offered), close, for all files at
-// once, so the batch costs about as many round trips as one file.
-func (s *session) upload(ctx context.Context, c *nodeConn, jn *journalNode, contents [][]byte) error {
+// open, write, set the mode (when the files go straight into staging),
+// fsync@openssh.com (when offered), close, for all files at once, so the
+// batch costs about as many round trips as one file and the node runs no
+// process for the modes or the sync.
+func (s *session) upload(ctx context.Context, c *nodeConn, jn *journalNode, contents [][]byte) (uploadDone, error) {
 	sc, err := c.sftp(ctx)
 	if err != nil {
-		return err
+		return uploadDone{}, err
 	}
 	_, canSync := sc.HasExtension("fsync@openssh.com")
-	return c.step(ctx, "upload", func() error {
+	// With sudo the files are copied into staging by the verify script,
+	// which makes new files: their modes and sync are its job.
+	done := uploadDone{modes: jn.UploadDir == "", synced: canSync && jn.UploadDir == ""}
+	return done, c.step(ctx, "upload", func() error {
 		if jn.UploadDir != "" {
 			if err := sc.Mkdir(jn.UploadDir); err != nil {
 				if fi, serr := sc.Stat(jn.UploadDir); serr != nil || !fi.IsDir() {
 					return fmt.Errorf("create %s: %w", jn.UploadDir, err)
 				}
+			}
+			// sftp-server makes directories 0777 and files 0666 less its
+			// umask (often 022): close the directory to other users before
+			// any key goes into it.
+			if err := sc.Chmod(jn.UploadDir, 0o700); err != nil {
+				return fmt.Errorf("chmod 700 %s: %w", jn.UploadDir, err)
 			}
 		}
 		var wg sync.WaitGroup
@@ -353,7 +380,7 @@ func (s *session) upload(ctx context.Context, c *nodeConn, jn *journalNode, cont
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs[i] = writeRemote(sc, dest, contents[i], canSync)
+				errs[i] = writeRemote(sc, dest, contents[i], writeOpts{setMode: done.modes, mode: os.FileMode(f.Mode).Perm(), sync: canSync})
 				if errs[i] != nil {
 					errs[i] = fmt.Errorf("write %s: %w", f.Path, errs[i])
 				}
@@ -377,7 +404,15 @@ func (s *session) upload(ctx context.Context, c *nodeConn, jn *journalNode, cont
 	})
 }
 
-func writeRemote(sc sftpClient, dest string, content []byte, canSync bool) error {
+// writeOpts is what writeRemote does besides writing.
+type writeOpts struct {
+	setMode bool        // set mode on the open handle
+	mode    os.FileMode // permission bits
+	sync    bool        // fsync@openssh.com before closing
+}
+
+// writeRemote writes one file.
+func writeRemote(sc sftpClient, dest string, content []byte, o writeOpts) error {
 	f, err := sc.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
 		return err
@@ -386,7 +421,13 @@ func writeRemote(sc sftpClient, dest string, content []byte, canSync bool) error
 		f.Close()
 		return err
 	}
-	if canSync {
+	if o.setMode {
+		if err := f.Chmod(o.mode); err != nil {
+			f.Close()
+			return fmt.Errorf("chmod %04o: %w", o.mode, err)
+		}
+	}
+	if o.sync {
 		if err := f.Sync(); err != nil {
 			f.Close()
 			return err
@@ -423,73 +464,15 @@ func (s *session) rollBack(ctx context.Context, j *journal, nodes []*inventory.N
 	return j.finish()
 }
 
-// commitAll commits every journal node not yet committed. Past this point
-// the apply only moves forward: failures leave the journal in place and a
-// re-run commits the rest.
-func (s *session) commitAll(ctx context.Context, j *journal, nodes []*inventory.Node, res *ApplyResult) error {
-	var killed bool
-	var kmu sync.Mutex
-	errs := s.forEach(ctx, nodes, 0, func(ctx context.Context, n *inventory.Node) error {
-		kmu.Lock()
-		k := killed
-		kmu.Unlock()
-		if k {
-			return errKilled
-		}
-		jn := j.node(n.Name)
-		if jn.Committed {
-			return nil
-		}
-		c, err := s.conn(ctx, n)
-		if err != nil {
-			return nodeErr(n.Name, "connect", err)
-		}
-		s.report(n.Name, "commit", "", nil)
-		if _, err := c.run(ctx, "commit", commitScript(jn, j.RunID)); err != nil {
-			return nodeErr(n.Name, "commit", err)
-		}
-		if err := j.update(func() { jn.Committed = true }); err != nil {
-			return err
-		}
-		if res != nil {
-			if na := res.node(n.Name); na != nil {
-				na.Outcome = OutcomeCommitted
-			}
-		}
-		if s.o.hooks != nil && s.o.hooks.afterCommit != nil {
-			if err := s.o.hooks.afterCommit(n.Name); err != nil {
-				kmu.Lock()
-				killed = true
-				kmu.Unlock()
-				return err
-			}
-		}
-		return nil
-	})
-	if len(errs) == 0 {
-		return nil
-	}
-	var all []error
-	for _, n := range nodes {
-		if err := errs[n.Name]; err != nil {
-			if errors.Is(err, errKilled) {
-				return errKilled
-			}
-			all = append(all, err)
-			if res != nil {
-				if na := res.node(n.Name); na != nil {
-					na.Outcome, na.Err, na.Error = OutcomeFailed, err, err.Error()
-				}
-			}
-		}
-	}
-	return fmt.Errorf("commit failed on some nodes after others committed; rerun apply to finish (journal %s): %w", j.path, errors.Join(all...))
-}
-
-// reloadAll runs each journal node's reload or restart (servers one at a
-// time, see rollServers, then clients concurrently) and releases the node
-// locks.
-func (s *session) reloadAll(ctx context.Context, j *journal, res *ApplyResult) error {
+// finishAll commits every journal node not yet committed and runs its
+// reload or restart, both in one session per node: servers one at a time
+// (see rollServers), then the other nodes concurrently; each node's lock
+// is released at the end of its session. It runs only once every node
+// staged and verified (journal phase committing): past this point the apply
+// only moves forward, and failures leave the journal in place so that a
+// re-run finishes the rest. When a server fails, the other nodes are left
+// staged and locked until a re-run.
+func (s *session) finishAll(ctx context.Context, j *journal, res *ApplyResult) error {
 	var servers, clients []*inventory.Node
 	for _, jn := range j.Nodes {
 		if jn.Reloaded {
@@ -502,7 +485,19 @@ func (s *session) reloadAll(ctx context.Context, j *journal, res *ApplyResult) e
 			clients = append(clients, n)
 		}
 	}
+	outcome := func(node, o string) {
+		if res == nil {
+			return
+		}
+		if na := res.node(node); na != nil {
+			na.Outcome = o
+		}
+	}
+	var killed atomic.Bool
 	one := func(ctx context.Context, n *inventory.Node) error {
+		if killed.Load() {
+			return errKilled
+		}
 		jn := j.node(n.Name)
 		cmd, what := "", ""
 		if jn.ContentChanged {
@@ -515,18 +510,43 @@ func (s *session) reloadAll(ctx context.Context, j *journal, res *ApplyResult) e
 		if err != nil {
 			return nodeErr(n.Name, "connect", err)
 		}
-		s.report(n.Name, "reload", what, nil)
-		if _, err := c.run(ctx, "reload", reloadScript(cmd, jn.StateDir, j.RunID)); err != nil {
-			return nodeErr(n.Name, what, err)
-		}
-		if err := j.update(func() { jn.Reloaded = true }); err != nil {
-			return err
-		}
-		if res != nil {
-			if na := res.node(n.Name); na != nil {
-				na.Outcome = OutcomeDone
+		if !jn.Committed {
+			s.report(n.Name, "commit", "", nil)
+			out, err := c.run(ctx, "commit", commitScript(jn, j.RunID, &reloadStep{command: cmd}))
+			if !strings.Contains(out, markerCommitted) {
+				if err == nil {
+					err = errors.New("the commit script ended without confirming the commit")
+				}
+				return nodeErr(n.Name, "commit", err)
+			}
+			// One journal write records the commit and, when it also
+			// succeeded, the reload.
+			if uerr := j.update(func() { jn.Committed, jn.Reloaded = true, err == nil }); uerr != nil {
+				return uerr
+			}
+			outcome(n.Name, OutcomeCommitted)
+			s.report(n.Name, "reload", what, nil)
+			if s.o.hooks != nil && s.o.hooks.afterCommit != nil {
+				if herr := s.o.hooks.afterCommit(n.Name); herr != nil {
+					killed.Store(true)
+					return herr
+				}
+			}
+			if err != nil {
+				return nodeErr(n.Name, what, err)
+			}
+		} else {
+			s.report(n.Name, "reload", what, nil)
+			if _, err := c.run(ctx, "reload", reloadScript(cmd, jn.StateDir, j.RunID)); err != nil {
+				return nodeErr(n.Name, what, err)
 			}
 		}
+		if !jn.Reloaded {
+			if err := j.update(func() { jn.Reloaded = true }); err != nil {
+				return err
+			}
+		}
+		outcome(n.Name, OutcomeDone)
 		s.report(n.Name, "done", "", nil)
 		return nil
 	}
@@ -534,7 +554,7 @@ func (s *session) reloadAll(ctx context.Context, j *journal, res *ApplyResult) e
 	if len(errs) > 0 {
 		// A server failed: leave the clients alone until it is fixed.
 		for _, n := range clients {
-			errs[n.Name] = &NodeError{Node: n.Name, Step: "reload", Err: fmt.Errorf("%w: a server failed first; rerun apply when it is fixed", ErrAborted)}
+			errs[n.Name] = &NodeError{Node: n.Name, Step: "commit", Err: fmt.Errorf("%w: a server failed first; rerun apply when it is fixed", ErrAborted)}
 		}
 	} else {
 		errs = s.forEach(ctx, clients, 0, one)
@@ -543,15 +563,28 @@ func (s *session) reloadAll(ctx context.Context, j *journal, res *ApplyResult) e
 		return nil
 	}
 	var all []error
+	uncommitted := false
 	for _, jn := range j.Nodes {
-		if err := errs[jn.Node]; err != nil {
-			all = append(all, err)
-			if res != nil {
-				if na := res.node(jn.Node); na != nil {
-					na.Err, na.Error = err, err.Error()
+		err := errs[jn.Node]
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, errKilled) {
+			return errKilled
+		}
+		all = append(all, err)
+		uncommitted = uncommitted || !jn.Committed
+		if res != nil {
+			if na := res.node(jn.Node); na != nil {
+				na.Err, na.Error = err, err.Error()
+				if !jn.Committed {
+					na.Outcome = OutcomeFailed
 				}
 			}
 		}
+	}
+	if uncommitted {
+		return fmt.Errorf("every node staged and verified, but some are not committed yet; rerun apply to finish (journal %s): %w", j.path, errors.Join(all...))
 	}
 	return fmt.Errorf("files are committed but reload failed on some nodes; rerun apply to retry (journal %s): %w", j.path, errors.Join(all...))
 }
@@ -576,16 +609,8 @@ func (s *session) recover(ctx context.Context, j *journal) (string, error) {
 			return "", fmt.Errorf("interrupted apply %s: %w", j.RunID, err)
 		}
 		return fmt.Sprintf("rolled back the interrupted apply %s (no node had committed)", j.RunID), nil
-	case phaseCommitting:
-		if err := s.commitAll(ctx, j, nodes, nil); err != nil {
-			return "", fmt.Errorf("interrupted apply %s: %w", j.RunID, err)
-		}
-		if err := j.update(func() { j.Phase = phaseReloading }); err != nil {
-			return "", err
-		}
-		fallthrough
-	case phaseReloading:
-		if err := s.reloadAll(ctx, j, nil); err != nil {
+	case phaseCommitting, phaseReloading:
+		if err := s.finishAll(ctx, j, nil); err != nil {
 			return "", fmt.Errorf("interrupted apply %s: %w", j.RunID, err)
 		}
 		if err := j.finish(); err != nil {

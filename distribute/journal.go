@@ -17,8 +17,8 @@ import (
 const (
 	phaseStaging    = "staging"    // no node committed: roll back
 	phaseAborting   = "aborting"   // staging failed somewhere: roll back
-	phaseCommitting = "committing" // every node staged and verified: roll forward
-	phaseReloading  = "reloading"  // every node committed: finish reloads
+	phaseCommitting = "committing" // every node staged and verified: roll forward (commit and reload per node)
+	phaseReloading  = "reloading"  // every node committed (journals of earlier versions): finish like committing
 )
 
 const (

@@ -49,8 +49,10 @@ func inspectScript(paths []string, stateDir string, gossip bool) string {
 		b.WriteString("p=" + q(p) + "\n" + one)
 	}
 	fmt.Fprintf(&b, "S=\"$R\"%s\n", q(stateDir))
-	b.WriteString(`if [ -f "$S/` + genFile + `" ]; then printf 'G\t%s\n' "$(cat "$S/` + genFile + `")"; fi
-if [ -f "$S/` + manifestJSON + `" ]; then printf 'J\t%s\n' "$(tr -d '\n' < "$S/` + manifestJSON + `")"; fi
+	// The generation (one line) and the manifest (JSON, newlines dropped)
+	// are read with the shell's own read: no process per file.
+	b.WriteString(`if [ -f "$S/` + genFile + `" ]; then g=; { read -r g < "$S/` + genFile + `"; } 2>/dev/null; printf 'G\t%s\n' "$g"; fi
+if [ -f "$S/` + manifestJSON + `" ]; then j=; while IFS= read -r l || [ -n "$l" ]; do j="$j$l"; l=; done < "$S/` + manifestJSON + `"; printf 'J\t%s\n' "$j"; fi
 if [ -f "$S/` + manifestSums + `" ]; then
   while read -r sum p; do if [ -n "$p" ]; then ` + strings.TrimSuffix(one, "\n") + `; fi; done < "$S/` + manifestSums + `"
 fi
@@ -85,9 +87,10 @@ esac; done
 	return b.String()
 }
 
-// lockHeld is a shell test that the lock is held by runID.
+// lockHeld is a shell test (one compound command) that the lock is held
+// by runID. It reads the lock's run file with the shell's read: no process.
 func lockHeld(runID string) string {
-	return fmt.Sprintf(`[ "$(cat "$S/%s/run" 2>/dev/null)" = %s ]`, lockDir, q(runID))
+	return fmt.Sprintf(`{ _l=; { read -r _l < "$S/%s/run"; } 2>/dev/null; [ "$_l" = %s ]; }`, lockDir, q(runID))
 }
 
 // prepareScript takes the node lock (or finds it already ours), creates
@@ -98,7 +101,7 @@ func prepareScript(j *journalNode, runID, lockInfo string, force bool) string {
 	var b strings.Builder
 	b.WriteString(scriptHeader)
 	fmt.Fprintf(&b, "S=\"$R\"%s\n", q(j.StateDir))
-	b.WriteString(`mkdir -p "$S" && chmod 700 "$S" || { echo "cannot create the node state directory $S" >&2; exit 20; }` + "\n")
+	b.WriteString(`{ [ -d "$S" ] || mkdir -p "$S"; } && chmod 700 "$S" || { echo "cannot create the node state directory $S" >&2; exit 20; }` + "\n")
 	if force {
 		b.WriteString(`rm -rf "$S/` + lockDir + `"` + "\n")
 	}
@@ -109,20 +112,49 @@ elif ! %[4]s; then
   exit %[6]d
 fi
 `, lockDir, q(lockInfo), q(runID), lockHeld(runID), markerLocked, exitLocked)
+	// Missing target directories are made with one mkdir and one chmod,
+	// the staging directories with one mkdir: process count, not directory
+	// count, is what costs on a busy node. A failure is retried per
+	// directory to name the one at fault.
+	b.WriteString("set --\n")
 	for _, d := range j.targetDirs() {
-		fmt.Fprintf(&b, `d=%s
-if [ ! -d "$R$d" ]; then mkdir -p "$R$d" || { echo "cannot create $d" >&2; exit 22; }; chmod 755 "$R$d"; printf '%s\t%%s\n' "$d"; fi
-rm -rf "$R$d/%s" && mkdir -m 700 "$R$d/%s" || { echo "cannot create the staging directory in $d" >&2; exit 23; }
-`, q(d), markerCreated, j.Stage, j.Stage)
+		fmt.Fprintf(&b, `if [ ! -d %[1]s ]; then set -- "$@" %[1]s; printf '%[2]s\t%%s\n' %[3]s; fi
+`, rq(d), markerCreated, q(d))
 	}
-	b.WriteString("exit 0\n")
+	b.WriteString(`if [ $# -gt 0 ]; then
+  mkdir -p -- "$@" 2>/dev/null || for d in "$@"; do mkdir -p -- "$d" || { echo "cannot create ${d#"$R"}" >&2; exit 22; }; done
+  chmod 755 -- "$@"
+fi
+set --
+`)
+	for _, d := range j.targetDirs() {
+		st := rq(path.Join(d, j.Stage))
+		fmt.Fprintf(&b, "if [ -e %[1]s ] || [ -L %[1]s ]; then rm -rf -- %[1]s; fi\nset -- \"$@\" %[1]s\n", st)
+	}
+	b.WriteString(`mkdir -m 700 -- "$@" 2>/dev/null || for d in "$@"; do
+  [ -d "$d" ] || mkdir -m 700 -- "$d" || { echo "cannot create the staging directory in $(dirname -- "${d#"$R"}")" >&2; exit 23; }
+done
+exit 0
+`)
 	return b.String()
+}
+
+// verifyOpts says what verifyScript does besides hashing.
+type verifyOpts struct {
+	configDir, runID string
+	// validate lists the staged Consul config files to `consul validate`.
+	validate []journalFile
+	// uploaded is what the SFTP upload already did (modes, fsync).
+	uploaded uploadDone
 }
 
 // verifyScript finishes staging after the upload: with sudo it copies the
 // uploads from the user's home into the staging directories; it sets modes
-// and owners, syncs, and prints H<TAB>index<TAB>sha256 for every staged file.
-func verifyScript(j *journalNode) string {
+// (unless the upload did) and owners, syncs (unless the upload did), and
+// prints HASHES then the sha256 of every staged file. When o.validate lists
+// staged Consul config files it then runs the `consul validate` check
+// (writeValidate) in the same session.
+func verifyScript(j *journalNode, o verifyOpts) string {
 	var b strings.Builder
 	b.WriteString(scriptHeader)
 	var staged []string
@@ -134,8 +166,10 @@ func verifyScript(j *journalNode) string {
 				rq(path.Join(j.UploadDir, f.upload(i))), rq(f.Staged), q("cannot copy the upload of "+f.Path+" into staging"))
 		}
 		staged = append(staged, f.Staged)
-		m := fmt.Sprintf("%04o", fs.FileMode(f.Mode).Perm())
-		byMode[m] = append(byMode[m], f.Staged)
+		if !o.uploaded.modes {
+			m := fmt.Sprintf("%04o", fs.FileMode(f.Mode).Perm())
+			byMode[m] = append(byMode[m], f.Staged)
+		}
 		if own := ownerSpec(f.Owner, f.Group); own != "" {
 			byOwner[own] = append(byOwner[own], f.Staged)
 		}
@@ -149,10 +183,16 @@ func verifyScript(j *journalNode) string {
 		fmt.Fprintf(&b, "chown %s --%s || { echo %s >&2; exit 32; }\n", q(own), rqList(byOwner[own]),
 			q("cannot chown files to "+own+" (files with an owner need root: set ssh.user root or ssh.sudo)"))
 	}
-	b.WriteString(syncCmd(staged))
+	if !o.uploaded.synced {
+		b.WriteString(syncCmd(staged))
+	}
 	fmt.Fprintf(&b, "printf '%s\\n'\nsha256sum --%s || exit 33\n", markerHashes, rqList(staged))
 	if j.UploadDir != "" {
 		fmt.Fprintf(&b, "rm -rf %s\n", rq(j.UploadDir))
+	}
+	if len(o.validate) > 0 {
+		writeValidate(&b, j, o.configDir, o.runID, o.validate)
+		return b.String()
 	}
 	b.WriteString("exit 0\n")
 	return b.String()
@@ -203,8 +243,11 @@ func ownerSpec(owner, group string) string {
 // commitScript checks that every staged file (or, on a re-run, the target
 // it was already renamed onto) holds the new content, then backs up each
 // target and renames the staged file onto it (the generation file last),
-// syncs and removes the staging directories. Running it twice is harmless.
-func commitScript(j *journalNode, runID string) string {
+// syncs and removes the staging directories. It prints COMMITTED when the
+// files are in place, then, when reload is set, runs reloadScript's work
+// in the same session: the reload or restart command (when not empty) and
+// the release of the lock. Running it twice is harmless.
+func commitScript(j *journalNode, runID string, reload *reloadStep) string {
 	var b strings.Builder
 	b.WriteString(scriptHeader)
 	fmt.Fprintf(&b, "S=\"$R\"%s\n", q(j.StateDir))
@@ -231,11 +274,11 @@ commit() {
 `)
 	// Fast path: every staged file still there with the right hash (one
 	// process); otherwise (a re-run after a partial commit) check per file.
-	b.WriteString("if ! printf '%s  %s\\n'")
+	b.WriteString("fast=1\nif ! printf '%s  %s\\n'")
 	for _, f := range j.Files {
 		fmt.Fprintf(&b, " %s %s", q(f.SHA256), rq(f.Staged))
 	}
-	b.WriteString(" | sha256sum -c --status 2>/dev/null; then\n")
+	b.WriteString(" | sha256sum -c --status 2>/dev/null; then\n  fast=0\n")
 	for _, f := range j.Files {
 		fmt.Fprintf(&b, "  check %s %s %s\n", q(f.Staged), q(f.Path), q(f.SHA256))
 	}
@@ -247,24 +290,89 @@ commit() {
 	for _, f := range j.Files {
 		byDir[path.Dir(f.Path)] = append(byDir[path.Dir(f.Path)], f.Path)
 	}
-	for _, d := range sortedKeys(byDir) {
+	dirs := sortedKeys(byDir)
+	b.WriteString("  set --")
+	for _, d := range dirs {
+		fmt.Fprintf(&b, " \"$B\"%s", q(d))
+	}
+	b.WriteString("\n  mkdir -p -- \"$@\" || exit 42\n")
+	for _, d := range dirs {
 		b.WriteString("  set --\n")
 		for _, p := range byDir[d] {
 			fmt.Fprintf(&b, "  if [ -f %s ]; then set -- \"$@\" %s; fi\n", rq(p), rq(p))
 		}
-		fmt.Fprintf(&b, "  if [ $# -gt 0 ]; then mkdir -p \"$B\"%s && cp -p -- \"$@\" \"$B\"%s || { echo %s >&2; exit 42; }; fi\n",
-			q(d), q(d+"/"), q("cannot back up the files of "+d))
+		fmt.Fprintf(&b, "  if [ $# -gt 0 ]; then cp -p -- \"$@\" \"$B\"%s || { echo %s >&2; exit 42; }; fi\n",
+			q(d+"/"), q("cannot back up the files of "+d))
 	}
-	fmt.Fprintf(&b, "  mkdir -p \"$B\" && : > \"$B/.complete-%s\" || exit 42\nfi\n", runID)
+	fmt.Fprintf(&b, "  : > \"$B/.complete-%s\" || exit 42\nfi\n", runID)
+	// Fast path: one mv per directory (a staged file has its target's base
+	// name), the directory holding the generation file last and the
+	// generation file last in it. A re-run renames file by file.
+	b.WriteString("if [ \"$fast\" = 1 ]; then\n")
+	for _, g := range commitGroups(j) {
+		b.WriteString("  mv -f --")
+		for _, f := range g {
+			b.WriteString(" " + rq(f.Staged))
+		}
+		fmt.Fprintf(&b, " %s || { echo %s >&2; exit 43; }\n", rq(path.Dir(g[0].Path)+"/"), q("cannot rename the staged files into "+path.Dir(g[0].Path)))
+	}
+	b.WriteString("else\n")
 	for _, f := range j.Files {
-		fmt.Fprintf(&b, "commit %s %s\n", q(f.Staged), q(f.Path))
+		fmt.Fprintf(&b, "  commit %s %s\n", q(f.Staged), q(f.Path))
 	}
+	b.WriteString("fi\n")
 	b.WriteString(syncCmd(j.targetDirs()))
+	b.WriteString("rm -rf --")
 	for _, d := range j.targetDirs() {
-		fmt.Fprintf(&b, "rm -rf %s\n", rq(path.Join(d, j.Stage)))
+		b.WriteString(" " + rq(path.Join(d, j.Stage)))
 	}
-	b.WriteString("exit 0\n")
+	fmt.Fprintf(&b, "\nprintf '%s\\n'\n", markerCommitted)
+	if reload == nil {
+		b.WriteString("exit 0\n")
+		return b.String()
+	}
+	writeReload(&b, reload.command, runID)
 	return b.String()
+}
+
+// markerCommitted is printed by commitScript once the files are in place.
+const markerCommitted = "COMMITTED"
+
+// reloadStep is the reload part of a combined commit and reload.
+type reloadStep struct {
+	command string // "" when only the lock is to be released
+}
+
+// commitGroups splits the journal's files (in commit order) by directory,
+// keeping the order of first appearance except that the directory of the
+// last file (the generation file) goes last, with that file last in it.
+func commitGroups(j *journalNode) [][]journalFile {
+	if len(j.Files) == 0 {
+		return nil
+	}
+	last := path.Dir(j.Files[len(j.Files)-1].Path)
+	idx := map[string]int{}
+	var groups [][]journalFile
+	for _, f := range j.Files {
+		d := path.Dir(f.Path)
+		if d == last {
+			continue
+		}
+		i, ok := idx[d]
+		if !ok {
+			i = len(groups)
+			idx[d] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], f)
+	}
+	var tail []journalFile
+	for _, f := range j.Files {
+		if path.Dir(f.Path) == last {
+			tail = append(tail, f)
+		}
+	}
+	return append(groups, tail)
 }
 
 // cleanupScript removes everything staging made (staging and upload
@@ -295,12 +403,18 @@ func reloadScript(command, stateDir, runID string) string {
 	var b strings.Builder
 	b.WriteString(scriptHeader)
 	fmt.Fprintf(&b, "S=\"$R\"%s\n", q(stateDir))
+	writeReload(&b, command, runID)
+	return b.String()
+}
+
+// writeReload appends reloadScript's work to a script that has set S; it
+// ends the script with the command's exit status.
+func writeReload(b *strings.Builder, command, runID string) {
 	b.WriteString("rc=0\n")
 	if strings.TrimSpace(command) != "" {
-		fmt.Fprintf(&b, "sh -c %s </dev/null || rc=$?\n", q(command))
+		fmt.Fprintf(b, "sh -c %s </dev/null || rc=$?\n", q(command))
 	}
-	fmt.Fprintf(&b, "if %s; then rm -rf \"$S/%s\"; fi\nexit $rc\n", lockHeld(runID), lockDir)
-	return b.String()
+	fmt.Fprintf(b, "if %s; then rm -rf \"$S/%s\"; fi\nexit $rc\n", lockHeld(runID), lockDir)
 }
 
 // syncCmd flushes the given node paths (files, or directories after

@@ -37,29 +37,32 @@ func validateConfigFiles(jn *journalNode, configDir string) []journalFile {
 	return out
 }
 
-// validateScript checks the configuration the node would load after the
-// commit, when the node has a consul binary on PATH: it copies the current
-// *.json and *.hcl of configDir into a private directory under the node
-// state dir, copies the staged config files over them and runs `consul
-// validate` on that directory. It prints NOCONSUL when there is no consul
-// binary (nothing checked), VALID when consul accepted the directory, and
-// otherwise exits 51 with consul's output on stderr. It changes nothing
-// outside the node state dir and removes its directory in every case.
-func validateScript(jn *journalNode, configDir, runID string, files []journalFile) string {
-	var b strings.Builder
-	b.WriteString(scriptHeader)
-	fmt.Fprintf(&b, "S=\"$R\"%s\n", q(jn.StateDir))
-	fmt.Fprintf(&b, "command -v consul >/dev/null 2>&1 || { printf '%s\\n'; exit 0; }\n", markerNoConsul)
-	fmt.Fprintf(&b, "V=\"$S/%s\"\n", validatePrefix+runID)
+// writeValidate appends to a script the check of the configuration the
+// node would load after the commit, when the node has a consul binary on
+// PATH: it copies the current *.json and *.hcl of configDir into a private
+// directory under the node state dir, copies the staged config files over
+// them and runs `consul validate` on that directory. It prints NOCONSUL when
+// there is no consul binary (nothing checked), VALID when consul accepted
+// the directory, and otherwise exits 51 with consul's output on stderr. It
+// changes nothing outside the node state dir and removes its directory in
+// every case. It ends the script (exit 0 when there is nothing to reject).
+func writeValidate(b *strings.Builder, jn *journalNode, configDir, runID string, files []journalFile) {
+	fmt.Fprintf(b, "S=\"$R\"%s\n", q(jn.StateDir))
+	fmt.Fprintf(b, "command -v consul >/dev/null 2>&1 || { printf '%s\\n'; exit 0; }\n", markerNoConsul)
+	fmt.Fprintf(b, "V=\"$S/%s\"\n", validatePrefix+runID)
 	b.WriteString(`rm -rf "$V" && mkdir -m 700 -p "$V" || { echo "cannot create $V" >&2; exit 50; }` + "\n")
-	fmt.Fprintf(&b, "for f in \"$R\"%[1]s/*.json \"$R\"%[1]s/*.hcl; do\n", q(path.Clean(configDir)))
-	b.WriteString(`  if [ -f "$f" ]; then cp -p -- "$f" "$V/" || { rm -rf "$V"; echo "cannot copy $f for validation" >&2; exit 50; }; fi
-done
+	// One cp for the current files, one for the staged ones (they go in
+	// last, so they replace their current versions).
+	fmt.Fprintf(b, "set --\nfor f in \"$R\"%[1]s/*.json \"$R\"%[1]s/*.hcl; do if [ -f \"$f\" ]; then set -- \"$@\" \"$f\"; fi; done\n", q(path.Clean(configDir)))
+	b.WriteString(`if [ $# -gt 0 ]; then cp -p -- "$@" "$V/" || { rm -rf "$V"; echo "cannot copy the current configuration for validation" >&2; exit 50; }; fi
 `)
+	// Staged files keep their target's base name in their staging
+	// directory, so one cp into $V puts each where it belongs.
+	b.WriteString("cp -p --")
 	for _, f := range files {
-		fmt.Fprintf(&b, "cp -p -- %s \"$V/\"%s || { rm -rf \"$V\"; echo %s >&2; exit 50; }\n",
-			rq(f.Staged), q(path.Base(f.Path)), q("cannot copy the staged "+f.Path+" for validation"))
+		b.WriteString(" " + rq(f.Staged))
 	}
+	fmt.Fprintf(b, " \"$V/\" || { rm -rf \"$V\"; echo %s >&2; exit 50; }\n", q("cannot copy the staged configuration for validation"))
 	// Consul's own output names the file and the problem; it does not echo
 	// configuration values such as the gossip key.
 	b.WriteString(`out=$(consul validate "$V" 2>&1); rc=$?
@@ -68,29 +71,20 @@ if [ "$rc" -ne 0 ]; then printf '%s\n' "$out" >&2; exit ` + fmt.Sprint(exitInval
 printf '` + markerValid + `\n'
 exit 0
 `)
-	return b.String()
 }
 
-// validateNode runs validateScript on a staged node when any Consul config
-// file is among its staged files. It returns whether consul checked it.
-func (s *session) validateNode(ctx context.Context, c *nodeConn, jn *journalNode, runID string) (bool, error) {
-	files := validateConfigFiles(jn, s.topo.Cluster.Consul.ConfigDir)
-	if len(files) == 0 {
-		return false, nil
+// validateError turns the verify script's exit 51 into ErrConsulValidate
+// (nil for any other error).
+func (s *session) validateError(err error, runID string) error {
+	var se *scriptError
+	if !errors.As(err, &se) || se.Code != exitInvalid {
+		return nil
 	}
-	out, err := c.run(ctx, "validate", validateScript(jn, s.topo.Cluster.Consul.ConfigDir, runID, files))
-	if err != nil {
-		var se *scriptError
-		if errors.As(err, &se) && se.Code == exitInvalid {
-			// Consul names files by the temporary directory's path; show
-			// where they really are.
-			tmp := regexp.MustCompile(`[^\s"':]*/` + regexp.QuoteMeta(validatePrefix+runID))
-			msg := tmp.ReplaceAllLiteralString(strings.TrimSpace(se.Stderr), path.Clean(s.topo.Cluster.Consul.ConfigDir))
-			return true, fmt.Errorf("%w (%s with the staged files): %s", ErrConsulValidate, s.topo.Cluster.Consul.ConfigDir, msg)
-		}
-		return false, err
-	}
-	return strings.Contains(out, markerValid), nil
+	// Consul names files by the temporary directory's path; show where
+	// they really are.
+	tmp := regexp.MustCompile(`[^\s"':]*/` + regexp.QuoteMeta(validatePrefix+runID))
+	msg := tmp.ReplaceAllLiteralString(strings.TrimSpace(se.Stderr), path.Clean(s.topo.Cluster.Consul.ConfigDir))
+	return fmt.Errorf("%w (%s with the staged files): %s", ErrConsulValidate, s.topo.Cluster.Consul.ConfigDir, msg)
 }
 
 // spaceHint explains a failed upload when a file system the staged files

@@ -82,15 +82,22 @@ type Server struct {
 	ownDir   bool
 	authKeys map[string]bool
 
-	mu      sync.Mutex
-	fault   Fault
-	written int64
-	conns   map[net.Conn]bool
-	procs   map[*os.Process]bool
-	closed  bool
-	wg      sync.WaitGroup
-	config  *ssh.ServerConfig
-	accepts int
+	mu       sync.Mutex
+	fault    Fault
+	written  int64
+	conns    map[net.Conn]bool
+	procs    map[*os.Process]bool
+	closed   bool
+	wg       sync.WaitGroup
+	config   *ssh.ServerConfig
+	accepts  int
+	sessions Sessions
+}
+
+// Sessions counts the session channels a server started, by what they ran.
+type Sessions struct {
+	Exec int // "exec" requests: one command each
+	SFTP int // "sftp" subsystem requests
 }
 
 // Start starts a server listening on 127.0.0.1 on a free port.
@@ -207,6 +214,14 @@ func (s *Server) Accepts() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.accepts
+}
+
+// Sessions reports how many exec and SFTP sessions the server has started
+// (tests use it to bound the remote work one operation costs).
+func (s *Server) Sessions() Sessions {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions
 }
 
 // Calls lists the shimmed commands (systemctl, consul) the server's scripts
@@ -362,6 +377,9 @@ func (s *Server) serveSession(sc *ssh.ServerConn, ch ssh.Channel, reqs <-chan *s
 				continue
 			}
 			req.Reply(true, nil)
+			s.mu.Lock()
+			s.sessions.SFTP++
+			s.mu.Unlock()
 			h := &fsHandler{s: s, conn: sc}
 			rs := sftp.NewRequestServer(ch, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h}, sftp.WithStartDirectory(home))
 			rs.Serve()
@@ -369,6 +387,9 @@ func (s *Server) serveSession(sc *ssh.ServerConn, ch ssh.Channel, reqs <-chan *s
 			return
 		case "exec":
 			req.Reply(true, nil)
+			s.mu.Lock()
+			s.sessions.Exec++
+			s.mu.Unlock()
 			code := s.runCommand(ch, parseString(req.Payload), home)
 			ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(code)}))
 			return

@@ -97,6 +97,9 @@ func TestSFTPAndExecShareTheRoot(t *testing.T) {
 	if ee, ok := err.(*ssh.ExitError); !ok || ee.ExitStatus() != 7 {
 		t.Errorf("exit status: %v", err)
 	}
+	if got, want := s.Sessions(), (Sessions{Exec: 2, SFTP: 1}); got != want {
+		t.Errorf("Sessions = %+v, want %+v", got, want)
+	}
 }
 
 func TestFaults(t *testing.T) {
