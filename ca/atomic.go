@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mtlsctl/mtlsctl/internal/umask"
 )
 
 // WriteFileAtomic replaces path with data so that, even across a crash, the
@@ -19,7 +21,7 @@ import (
 // the umask), renames it over path and flushes the directory. The parent
 // directory must exist.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := writeTemp(path, data, mode, true, processUmask())
+	tmp, err := writeTemp(path, data, mode, true, umask.Process())
 	if err != nil {
 		return err
 	}
@@ -118,7 +120,7 @@ func writeBatch(root string, files []pendingFile) error {
 		byDir[d] = append(byDir[d], i)
 	}
 	sort.Strings(dirs)
-	umask := processUmask()
+	umask := umask.Process()
 	toSync := map[string]bool{}
 	for _, d := range dirs {
 		toSync[d] = true

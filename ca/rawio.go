@@ -17,26 +17,6 @@ import (
 // os.File registers every file with the poller (two or three more system
 // calls per file, for files that can never block).
 
-// processUmask returns the process's file mode creation mask, or -1 when it
-// cannot be read without changing it (umask(2) only reads it by setting it,
-// which would race with files created meanwhile by other goroutines).
-func processUmask() int {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	for line := range strings.Lines(string(data)) {
-		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
-			m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
-			if err != nil || m > 0o777 {
-				return -1
-			}
-			return int(m)
-		}
-	}
-	return -1
-}
-
 // narrows reports whether creating with perm under umask (-1: unknown)
 // may not give exactly perm, so that a chmod is needed.
 func narrows(umask int, perm os.FileMode) bool {

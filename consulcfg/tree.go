@@ -8,12 +8,13 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mtlsctl/mtlsctl/internal/umask"
 )
 
 // ErrBadBundle marks a bundle WriteTree refuses to write (an unsafe node name
@@ -48,7 +49,7 @@ func WriteTree(dir string, bundles []Bundle) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("render tree: %w", err)
 	}
-	umask := processUmask()
+	umask := umask.Process()
 	workers := min(treeWriters, runtime.GOMAXPROCS(0), len(bundles))
 	errs := make([]error, len(bundles))
 	var next atomic.Int64
@@ -221,24 +222,4 @@ func ignoringEINTR(f func() error) error {
 			return err
 		}
 	}
-}
-
-// processUmask returns the process's file mode creation mask, or -1 when it
-// cannot be read without changing it (umask(2) can only be read by setting
-// it, which would race with files created meanwhile by other goroutines).
-func processUmask() int {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	for line := range strings.Lines(string(data)) {
-		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
-			m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
-			if err != nil || m > 0o777 {
-				return -1
-			}
-			return int(m)
-		}
-	}
-	return -1
 }

@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -139,8 +140,56 @@ func loadJournal(dir string) (*journal, error) {
 	if err := json.Unmarshal(data, j); err != nil {
 		return nil, fmt.Errorf("apply journal %s is corrupt (%v): inspect it, clean the nodes' staging by hand, then remove it", p, err)
 	}
+	if err := j.check(); err != nil {
+		return nil, fmt.Errorf("apply journal %s is corrupt (%w): inspect it, clean the nodes' staging by hand, then remove it", p, err)
+	}
 	return j, nil
 }
+
+// check refuses a journal that apply could not have written. Recovery turns
+// its paths into `rm -rf` on the nodes, so a hand-edited or damaged journal
+// (an empty stage name, an upload dir of "/", a null node) must stop here,
+// not reach a node or panic.
+func (j *journal) check() error {
+	if j.RunID == "" || strings.Trim(j.RunID, "0123456789abcdefABCDEF-_") != "" {
+		return fmt.Errorf("run_id %q is not a run id", j.RunID)
+	}
+	seen := map[string]bool{}
+	for i, n := range j.Nodes {
+		if n == nil || n.Node == "" {
+			return fmt.Errorf("nodes[%d] has no node name", i)
+		}
+		if seen[n.Node] {
+			return fmt.Errorf("node %q is listed twice", n.Node)
+		}
+		seen[n.Node] = true
+		if want := stagePrefix + j.RunID; n.Stage != want {
+			return fmt.Errorf("node %s: stage %q, want %q", n.Node, n.Stage, want)
+		}
+		if !cleanAbs(n.StateDir) {
+			return fmt.Errorf("node %s: state_dir %q is not a clean absolute path", n.Node, n.StateDir)
+		}
+		if n.UploadDir != "" && (!cleanAbs(n.UploadDir) || path.Base(n.UploadDir) != uploadPrefix+j.RunID) {
+			return fmt.Errorf("node %s: upload_dir %q is not <home>/%s", n.Node, n.UploadDir, uploadPrefix+j.RunID)
+		}
+		for _, d := range n.CreatedDirs {
+			if !cleanAbs(d) {
+				return fmt.Errorf("node %s: created_dirs entry %q is not a clean absolute path", n.Node, d)
+			}
+		}
+		for _, f := range n.Files {
+			if !cleanAbs(f.Path) || f.Path == "/" {
+				return fmt.Errorf("node %s: file path %q is not a clean absolute path", n.Node, f.Path)
+			}
+			if want := path.Join(path.Dir(f.Path), n.Stage, path.Base(f.Path)); f.Staged != want {
+				return fmt.Errorf("node %s: %s is staged as %q, want %q", n.Node, f.Path, f.Staged, want)
+			}
+		}
+	}
+	return nil
+}
+
+func cleanAbs(p string) bool { return path.IsAbs(p) && path.Clean(p) == p }
 
 // writeFileAtomic writes data to a temp file beside p, fsyncs it, renames it
 // onto p and fsyncs the directory.

@@ -410,7 +410,7 @@ func (r *gossipRun) call(ctx context.Context, fn func(context.Context) error) er
 	var err error
 	for attempt := 1; attempt <= partialAttempts; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, r.opMax)
-		err = fn(cctx)
+		err = r.redact(fn(cctx))
 		cancel()
 		if err == nil || !isPartialAnswer(err) || ctx.Err() != nil {
 			return err
@@ -424,6 +424,36 @@ func (r *gossipRun) call(ctx context.Context, fn func(context.Context) error) er
 	}
 	return err
 }
+
+// redact replaces the old and new keys in err's message by their
+// fingerprints: an agent's error (a Serf or HTTP message relayed by
+// consul/api) is logged and returned, and must never carry a key. The
+// original error stays reachable through Unwrap.
+func (r *gossipRun) redact(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	red := msg
+	for _, k := range []string{r.oldKey, r.newKey} {
+		if k != "" {
+			red = strings.ReplaceAll(red, k, "<key "+ca.GossipFingerprint(k)+">")
+		}
+	}
+	if red == msg {
+		return err
+	}
+	return &redactedError{msg: red, err: err}
+}
+
+// redactedError is an error whose message had a key replaced.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
 
 // isPartialAnswer reports whether err is Consul's "N/M nodes reported
 // success" from a keyring query that timed out on some members.
