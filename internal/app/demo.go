@@ -51,10 +51,6 @@ func Demo(ctx context.Context, c Common, o DemoOptions) error {
 	} else if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return fmt.Errorf("--dir %s is not empty: give an empty or new directory", dir)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "home", ".ssh"), 0o700); err != nil {
-		return err
-	}
-
 	sb, err := startSandbox(t, dir)
 	if err != nil {
 		return err
@@ -146,6 +142,9 @@ func startSandbox(t *inventory.Topology, dir string) (*sandbox, error) {
 		return nil, err
 	}
 	keyFile := filepath.Join(dir, "home", ".ssh", "id_ed25519")
+	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
+		return nil, err
+	}
 	if err := ca.WriteFileAtomic(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
 		return nil, err
 	}
