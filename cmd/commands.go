@@ -162,7 +162,7 @@ func planCommand() *cli.Command {
 func applyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "apply",
-		Usage: "push every node's bundle consistently: stage everywhere, verify, commit everywhere, reload",
+		Usage: "push every node's bundle consistently: stage everywhere, verify, commit everywhere, reload, wait until healthy",
 		Flags: append(sshFlags(),
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
 			&cli.BoolFlag{Name: "force-unlock", Usage: "take over state and node locks left by a dead mtlsctl run (refused while it runs)"},
@@ -182,7 +182,7 @@ func applyCommand() *cli.Command {
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
-		Usage: "per node: reachable, generation, CA and gossip fingerprints, cert expiry, drift",
+		Usage: "per node: reachable, generation, CA and gossip fingerprints, cert expiry, drift; live Consul health",
 		Flags: sshFlags(),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
