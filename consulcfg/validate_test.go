@@ -12,38 +12,9 @@ import (
 	"time"
 
 	sockaddrtemplate "github.com/hashicorp/go-sockaddr/template"
-)
 
-// consulBinary finds a cached Consul build (scripts/build-consul.sh) for
-// version, honouring MTLSCTL_CONSUL_<version with underscores> and the
-// script's MTLSCTL_CONSUL_CACHE / XDG_CACHE_HOME.
-func consulBinary(t *testing.T, version string) string {
-	t.Helper()
-	env := "MTLSCTL_CONSUL_" + strings.ReplaceAll(version, ".", "_")
-	if p := os.Getenv(env); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("%s=%s: %v", env, p, err)
-		}
-		return p
-	}
-	cache := os.Getenv("MTLSCTL_CONSUL_CACHE")
-	if cache == "" {
-		base := os.Getenv("XDG_CACHE_HOME")
-		if base == "" {
-			home, err := os.UserHomeDir()
-			if err != nil {
-				t.Skipf("no home directory to find the Consul %s cache: run scripts/build-consul.sh %s or set %s", version, version, env)
-			}
-			base = filepath.Join(home, ".cache")
-		}
-		cache = filepath.Join(base, "mtlsctl")
-	}
-	p := filepath.Join(cache, "consul-"+version, "consul")
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("Consul %s not found at %s: run scripts/build-consul.sh %s (or set %s)", version, p, version, env)
-	}
-	return p
-}
+	"github.com/mtlsctl/mtlsctl/internal/consultest"
+)
 
 // TestConsulValidate runs the real `consul validate` of the matching version
 // on every node's rendered config directory. The rendered data_dir
@@ -62,7 +33,7 @@ func TestConsulValidate(t *testing.T) {
 		{"template-server-1.13.9", "1.13.9", withTemplateServer(twoDC)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			bin := consulBinary(t, tc.version)
+			bin := consultest.Binary(t, tc.version)
 			in := tc.input(t)
 			bundles, err := Render(in)
 			if err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/mtlsctl/mtlsctl/distribute"
 	"github.com/mtlsctl/mtlsctl/internal/app"
+	"github.com/mtlsctl/mtlsctl/internal/consultest"
 	"github.com/mtlsctl/mtlsctl/internal/testnet"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
@@ -30,18 +31,7 @@ import (
 // every node, so the binary is hard-linked (or copied) into a temp dir.
 func lcConsulBinary(t *testing.T, version string) string {
 	t.Helper()
-	env := "MTLSCTL_CONSUL_" + strings.ReplaceAll(version, ".", "_")
-	src := os.Getenv(env)
-	if src == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Skipf("no home dir to find the Consul %s build cache: %v", version, err)
-		}
-		src = filepath.Join(home, ".cache", "mtlsctl", "consul-"+version, "consul")
-	}
-	if _, err := os.Stat(src); err != nil {
-		t.Skipf("Consul %s not found at %s (run scripts/build-consul.sh or set %s)", version, src, env)
-	}
+	src := consultest.Binary(t, version)
 	dst := filepath.Join(t.TempDir(), "consul")
 	if err := os.Link(src, dst); err != nil {
 		data, err := os.ReadFile(src)

@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/mtlsctl/mtlsctl/internal/consultest"
 	"github.com/mtlsctl/mtlsctl/internal/testnet"
 )
 
@@ -892,11 +893,7 @@ func TestDistributeBastion(t *testing.T) {
 // consul validate with the real consul binary on a node: a config the agent
 // would reject stops the apply before any commit.
 func TestDistributeConsulValidate(t *testing.T) {
-	home, _ := os.UserHomeDir()
-	bin := filepath.Join(home, ".cache", "mtlsctl", "consul-1.6.2", "consul")
-	if !exists(bin) {
-		t.Skipf("no consul binary at %s (make consul fetches it)", bin)
-	}
+	bin := consultest.Binary(t, "1.6.2")
 	e := newDS(t, testnet.Options{}, dsCluster{})
 	n2 := e.net.Node("n2")
 	if out, err := exec.Command("cp", bin, n2.Path(testnet.BinDir+"/consul")).CombinedOutput(); err != nil {

@@ -20,38 +20,8 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/mtlsctl/mtlsctl/ca"
+	"github.com/mtlsctl/mtlsctl/internal/consultest"
 )
-
-// consulBinary finds the cached Consul build of version (scripts/build-consul.sh),
-// honouring MTLSCTL_CONSUL_<version with underscores>; it skips the test
-// when there is none.
-func consulBinary(t *testing.T, version string) string {
-	t.Helper()
-	env := "MTLSCTL_CONSUL_" + strings.ReplaceAll(version, ".", "_")
-	if p := os.Getenv(env); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("%s=%s: %v", env, p, err)
-		}
-		return p
-	}
-	cache := os.Getenv("MTLSCTL_CONSUL_CACHE")
-	if cache == "" {
-		base := os.Getenv("XDG_CACHE_HOME")
-		if base == "" {
-			home, err := os.UserHomeDir()
-			if err != nil {
-				t.Skipf("no Consul %s: set %s", version, env)
-			}
-			base = filepath.Join(home, ".cache")
-		}
-		cache = filepath.Join(base, "mtlsctl")
-	}
-	p := filepath.Join(cache, "consul-"+version, "consul")
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("Consul %s not found at %s: run scripts/build-consul.sh %s (or set %s)", version, p, version, env)
-	}
-	return p
-}
 
 // freePorts returns n consecutive ports in a high range that are free on
 // 127.0.0.1 for both TCP and UDP (Serf gossips over both).
@@ -107,7 +77,7 @@ func startLoopCluster(t *testing.T, n int, key string) *loopCluster {
 	if testing.Short() {
 		t.Skip("real Consul agents: skipped with -short")
 	}
-	c := &loopCluster{t: t, bin: consulBinary(t, "1.6.2")}
+	c := &loopCluster{t: t, bin: consultest.Binary(t, "1.6.2")}
 	const per = 4 // http, serf_lan, serf_wan, server
 	base := freePorts(t, n*per)
 	root := t.TempDir()
