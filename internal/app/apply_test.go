@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -107,5 +108,22 @@ func TestApplyConfirmation(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "[y/N]") {
 		t.Errorf("nothing to change, yet apply asked:\n%s", out)
+	}
+}
+
+// With -o json, stdout holds exactly one JSON document, even when apply
+// shows the plan and asks first.
+func TestApplyJSONStdoutIsJSON(t *testing.T) {
+	c, d := sandboxCluster(t)
+	out := &bytes.Buffer{}
+	c.Stdout, c.JSON, c.Interactive, c.Stdin = out, true, true, strings.NewReader("y\n")
+	if err := Apply(context.Background(), c, d, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Changed bool `json:"changed"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || !res.Changed {
+		t.Fatalf("stdout is not the apply's JSON (%v):\n%s", err, out)
 	}
 }

@@ -237,7 +237,13 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 		if plan == nil {
 			return perr
 		}
-		writePlan(c.stdout(), plan)
+		// The plan is for the person confirming; with -o json stdout is
+		// kept for the apply's result.
+		planOut := c.stdout()
+		if c.JSON {
+			planOut = c.stderr()
+		}
+		writePlan(planOut, plan)
 		if perr != nil {
 			return fmt.Errorf("%w: fix the unreachable node(s) first; apply pushes to all nodes or none", ErrReported)
 		}
@@ -296,7 +302,7 @@ func summarizeErr(err error) string {
 }
 
 func (c Common) confirm(question string) bool {
-	fmt.Fprintf(c.stdout(), "%s [y/N] ", question)
+	c.printf("%s [y/N] ", question)
 	line, _ := bufio.NewReader(c.Stdin).ReadString('\n')
 	switch strings.ToLower(strings.TrimSpace(line)) {
 	case "y", "yes":
