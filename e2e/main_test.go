@@ -5,6 +5,7 @@
 package e2e
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,8 +22,14 @@ var (
 	binDir  string
 )
 
-// TestMain removes the mtlsctl binary that mtlsctlBinary built, if any.
+// TestMain skips the whole package under -short (`make test-short` runs unit
+// tests only) and removes the mtlsctl binary that mtlsctlBinary built, if any.
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("e2e: skipped under -short (real sshd hosts and Consul agents)")
+		os.Exit(0)
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)

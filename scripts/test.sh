@@ -13,6 +13,6 @@ if [ -n "$unformatted" ]; then
   echo "gofmt needed on:"; echo "$unformatted"; exit 1
 fi
 go vet ./...
-# -p 1 keeps the network-namespace tests from competing with each other on
-# 2-core CI machines; packages still run their own tests in parallel.
+# Packages run in parallel: each network-namespace test uses its own subnet
+# and name prefix (internal/testnet refuses a subnet already in use).
 go test -count=1 -timeout 25m "$@" ./...
