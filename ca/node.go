@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mtlsctl/mtlsctl/inventory"
 	"golang.org/x/sys/unix"
 )
 
@@ -180,16 +181,8 @@ func (s *State) leafWrites(l *Leaf, c *CA, keyType string) []pendingFile {
 	}
 }
 
-// NodeError is an error about one node's credentials.
-type NodeError struct {
-	Node string
-	Err  error
-}
-
-func (e *NodeError) Error() string { return fmt.Sprintf("node %s: %v", e.Node, e.Err) }
-
-// Unwrap returns the underlying error.
-func (e *NodeError) Unwrap() error { return e.Err }
+// NodeError is the program's one per-node error type (inventory.NodeError).
+type NodeError = inventory.NodeError
 
 // storedNodes lists the node directories in nodes/ (sorted; hidden entries
 // such as nodes/.removed are skipped).

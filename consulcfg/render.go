@@ -29,16 +29,8 @@ var (
 	ErrNoJoinAddress = errors.New("no Consul server with an IP address to join")
 )
 
-// NodeError is an error about one node.
-type NodeError struct {
-	Node string
-	Err  error
-}
-
-func (e *NodeError) Error() string { return "node " + e.Node + ": " + e.Err.Error() }
-
-// Unwrap returns the underlying error.
-func (e *NodeError) Unwrap() error { return e.Err }
+// NodeError is the program's one per-node error type (inventory.NodeError).
+type NodeError = inventory.NodeError
 
 // Leaf is one node's certificate and private key, PEM encoded.
 type Leaf struct {

@@ -6,18 +6,18 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/mtlsctl/mtlsctl/distribute/transport"
 	"os"
 	"path"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/consul/api"
-
 	"github.com/mtlsctl/mtlsctl/consulcfg"
+	"github.com/mtlsctl/mtlsctl/distribute/consulapi"
 	"github.com/mtlsctl/mtlsctl/inventory"
+	"github.com/pkg/sftp"
 )
 
 // Node outcomes in an ApplyResult.
@@ -59,47 +59,57 @@ type ApplyResult struct {
 // had been killed at that point.
 var errKilled = errors.New("simulated crash")
 
-// Apply pushes every bundle to its node in two phases: stage and verify on
-// every node (and, where the node has a consul binary, `consul validate` the
-// configuration it would load), and only if all succeeded, commit each node
-// (with backups) and reload or restart it in the same session: servers one
-// at a time, then the other nodes; a server that fails leaves the others
-// staged until a re-run finishes them. A node that
-// fails staging makes Apply remove all staging and change nothing. A second
-// Apply with nothing changed touches nothing. An apply interrupted earlier
-// (its journal in JournalDir) is first finished or rolled back.
+// Apply is Open, Recover, Plan and Session.Apply in one call: it pushes
+// every bundle to its node (see Session.Apply). An apply interrupted
+// earlier (its journal in JournalDir) is first finished or rolled back.
 func Apply(ctx context.Context, t *inventory.Topology, bundles []consulcfg.Bundle, o Options) (*ApplyResult, error) {
-	if o.JournalDir == "" {
+	s, err := Open(t, o)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	recovered, err := s.Recover(ctx)
+	if err != nil {
+		return &ApplyResult{Recovered: recovered}, err
+	}
+	p, err := s.Plan(ctx, bundles, PlanOptions{})
+	if err != nil {
+		return &ApplyResult{Recovered: recovered}, err
+	}
+	res, err := s.Apply(ctx, p)
+	if res != nil {
+		res.Recovered = recovered
+	}
+	return res, err
+}
+
+// Apply carries out exactly the plan p (made by Plan in this session, or
+// loaded with LoadPlan and matched to the bundles with Attach): it changes
+// the files the plan lists on the nodes the plan lists, nothing else. It
+// works in two phases: stage and verify on every node (and, where the node
+// has a consul binary, `consul validate` the configuration it would load),
+// and only if all succeeded, commit each node (with backups) and reload or
+// restart it in the same step, through the one rolling engine: servers one
+// at a time, then the other nodes. Each node's lock is taken before
+// anything is written, and the node must then still hold exactly what the
+// plan saw (else ErrMoved, and nothing changes anywhere). A node that fails
+// staging makes Apply remove all staging and change nothing. The caller
+// holds the state directory's lock.
+func (s *Session) Apply(ctx context.Context, p *PlanResult) (*ApplyResult, error) {
+	if s.o.JournalDir == "" {
 		return nil, errors.New("distribute: Options.JournalDir is required for apply (a directory under the state dir)")
 	}
-	s, err := newSession(t, o)
-	if err != nil {
-		return nil, err
-	}
-	defer s.close()
-	unlock, err := lockAdmin(s.o.JournalDir)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-
-	res := &ApplyResult{}
 	if j, err := loadJournal(s.o.JournalDir); err != nil {
 		return nil, err
 	} else if j != nil {
-		msg, err := s.recover(ctx, j)
-		res.Recovered = msg
-		if err != nil {
-			return res, err
-		}
+		return nil, fmt.Errorf("an interrupted apply (run %s, journal %s) must be finished first: call Recover", j.RunID, j.path)
 	}
-
-	p, err := s.plan(ctx, bundles, false)
-	if err != nil {
-		return res, err
-	}
+	res := &ApplyResult{}
 	var changed []*NodePlan
 	for _, np := range p.Nodes {
+		if np.bundle == nil {
+			return nil, fmt.Errorf("%w: node %s has no bundle attached to the plan", ErrStalePlan, np.Node)
+		}
 		na := &NodeApply{Node: np.Node, Generation: np.Generation, PreviousGeneration: np.CurrentGeneration, Outcome: OutcomeUnchanged}
 		if np.Err != nil {
 			na.Outcome, na.Err, na.Error = OutcomeFailed, np.Err, np.Error
@@ -138,7 +148,11 @@ func (r *ApplyResult) node(name string) *NodeApply {
 	return nil
 }
 
-func (s *session) apply(ctx context.Context, changed []*NodePlan, res *ApplyResult) error {
+func (s *Session) apply(ctx context.Context, changed []*NodePlan, res *ApplyResult) error {
+	plans := map[string]*NodePlan{}
+	for _, np := range changed {
+		plans[np.Node] = np
+	}
 	host, _ := os.Hostname()
 	j := &journal{Version: 1, RunID: newRunID(), AdminHost: host, PID: os.Getpid(), Started: time.Now().UTC(), Phase: phaseStaging,
 		path: path.Join(s.o.JournalDir, journalName)}
@@ -165,7 +179,7 @@ func (s *session) apply(ctx context.Context, changed []*NodePlan, res *ApplyResu
 	// Phase 1: stage and verify everywhere.
 	gate := newLockGate(nodes[0].Name)
 	errs := s.forEach(ctx, nodes, 0, func(ctx context.Context, n *inventory.Node) error {
-		return s.stageNode(ctx, n, j, contents[n.Name], gate)
+		return s.stageNode(ctx, n, j, plans[n.Name], contents[n.Name], gate)
 	})
 	if len(errs) > 0 {
 		var all []error
@@ -175,7 +189,7 @@ func (s *session) apply(ctx context.Context, changed []*NodePlan, res *ApplyResu
 				na.Outcome, na.Err = OutcomeFailed, nodeErr(n.Name, "stage", err)
 				all = append(all, na.Err)
 			} else {
-				na.Outcome, na.Err = OutcomeRolledBack, &NodeError{Node: n.Name, Step: "stage", Err: ErrAborted}
+				na.Outcome, na.Err = OutcomeRolledBack, &NodeError{Node: n.Name, Op: "stage", Err: ErrAborted}
 			}
 			na.Error = na.Err.Error()
 		}
@@ -202,7 +216,7 @@ func (s *session) apply(ctx context.Context, changed []*NodePlan, res *ApplyResu
 
 // journalNode builds a node's journal entry and the contents to upload, in
 // the same order: changed files, then the state files (generation last).
-func (s *session) journalNode(np *NodePlan, runID string) (*journalNode, [][]byte) {
+func (s *Session) journalNode(np *NodePlan, runID string) (*journalNode, [][]byte) {
 	n := s.topo.Node(np.Node)
 	jn := &journalNode{Node: n.Name, Server: n.IsServer(), Generation: np.Generation, PreviousGeneration: np.CurrentGeneration,
 		StateDir: s.stateDir(), Stage: stagePrefix + runID}
@@ -231,7 +245,7 @@ func (s *session) journalNode(np *NodePlan, runID string) (*journalNode, [][]byt
 	return jn, contents
 }
 
-func (s *session) lockInfo(c *nodeConn, runID string) string {
+func (s *Session) lockInfo(c *transport.Conn, runID string) string {
 	host, _ := os.Hostname()
 	user := os.Getenv("USER")
 	if user == "" {
@@ -243,7 +257,7 @@ func (s *session) lockInfo(c *nodeConn, runID string) string {
 // stageNode takes the node lock, uploads every file into staging (all
 // requests pipelined on one SFTP session), sets modes and owners and
 // verifies every staged file's SHA-256 on the node.
-func (s *session) stageNode(ctx context.Context, n *inventory.Node, j *journal, contents [][]byte, gate *lockGate) error {
+func (s *Session) stageNode(ctx context.Context, n *inventory.Node, j *journal, np *NodePlan, contents [][]byte, gate *lockGate) error {
 	jn := j.node(n.Name)
 	// Whatever happens to the first node before its lock is taken, the
 	// others must not wait for it forever.
@@ -252,8 +266,8 @@ func (s *session) stageNode(ctx context.Context, n *inventory.Node, j *journal, 
 	if err != nil {
 		return nodeErr(n.Name, "connect", err)
 	}
-	if c.sudo {
-		home, err := c.homeDir(ctx)
+	if c.Sudo() {
+		home, err := c.HomeDir(ctx)
 		if err != nil {
 			return nodeErr(n.Name, "stage", err)
 		}
@@ -265,7 +279,7 @@ func (s *session) stageNode(ctx context.Context, n *inventory.Node, j *journal, 
 		return nodeErr(n.Name, "lock", err)
 	}
 	s.report(n.Name, "lock", "", nil)
-	out, err := c.run(ctx, "lock", prepareScript(jn, j.RunID, s.lockInfo(c, j.RunID), s.o.ForceUnlock))
+	out, err := c.Run(ctx, "lock", prepareScript(jn, j.RunID, s.lockInfo(c, j.RunID), s.o.ForceUnlock))
 	var created []string
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Split(line, "\t")
@@ -299,7 +313,7 @@ func (s *session) stageNode(ctx context.Context, n *inventory.Node, j *journal, 
 	s.report(n.Name, "verify", "", nil)
 	configDir := s.topo.Cluster.Consul.ConfigDir
 	vfiles := validateConfigFiles(jn, configDir)
-	out, err = c.run(ctx, "verify", verifyScript(jn, verifyOpts{configDir: configDir, runID: j.RunID, validate: vfiles, uploaded: done}))
+	out, err = c.Run(ctx, "verify", verifyScript(jn, verifyOpts{configDir: configDir, runID: j.RunID, validate: vfiles, uploaded: done}))
 	got := parseHashes(out)
 	for i, f := range jn.Files {
 		h := ""
@@ -347,8 +361,8 @@ type uploadDone struct {
 // fsync@openssh.com (when offered), close, for all files at once, so the
 // batch costs about as many round trips as one file and the node runs no
 // process for the modes or the sync.
-func (s *session) upload(ctx context.Context, c *nodeConn, jn *journalNode, contents [][]byte) (uploadDone, error) {
-	sc, err := c.sftp(ctx)
+func (s *Session) upload(ctx context.Context, c *transport.Conn, jn *journalNode, contents [][]byte) (uploadDone, error) {
+	sc, err := c.SFTP(ctx)
 	if err != nil {
 		return uploadDone{}, err
 	}
@@ -356,7 +370,7 @@ func (s *session) upload(ctx context.Context, c *nodeConn, jn *journalNode, cont
 	// With sudo the files are copied into staging by the verify script,
 	// which makes new files: their modes and sync are its job.
 	done := uploadDone{modes: jn.UploadDir == "", synced: canSync && jn.UploadDir == ""}
-	return done, c.step(ctx, "upload", func() error {
+	return done, c.Step(ctx, "upload", func() error {
 		if jn.UploadDir != "" {
 			if err := sc.Mkdir(jn.UploadDir); err != nil {
 				if fi, serr := sc.Stat(jn.UploadDir); serr != nil || !fi.IsDir() {
@@ -412,7 +426,7 @@ type writeOpts struct {
 }
 
 // writeRemote writes one file.
-func writeRemote(sc sftpClient, dest string, content []byte, o writeOpts) error {
+func writeRemote(sc *sftp.Client, dest string, content []byte, o writeOpts) error {
 	f, err := sc.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
 		return err
@@ -438,7 +452,7 @@ func writeRemote(sc sftpClient, dest string, content []byte, o writeOpts) error 
 
 // rollBack removes all staging of the journal's nodes and releases their
 // locks. The journal is retired only when every node is clean.
-func (s *session) rollBack(ctx context.Context, j *journal, nodes []*inventory.Node) error {
+func (s *Session) rollBack(ctx context.Context, j *journal, nodes []*inventory.Node) error {
 	errs := s.forEach(ctx, nodes, 0, func(ctx context.Context, n *inventory.Node) error {
 		jn := j.node(n.Name)
 		c, err := s.conn(ctx, n)
@@ -446,7 +460,7 @@ func (s *session) rollBack(ctx context.Context, j *journal, nodes []*inventory.N
 			return nodeErr(n.Name, "cleanup", err)
 		}
 		s.report(n.Name, "cleanup", "removing staging", nil)
-		if _, err := c.run(ctx, "cleanup", cleanupScript(jn, j.RunID)); err != nil {
+		if _, err := c.Run(ctx, "cleanup", cleanupScript(jn, j.RunID)); err != nil {
 			return nodeErr(n.Name, "cleanup", err)
 		}
 		return nil
@@ -472,17 +486,11 @@ func (s *session) rollBack(ctx context.Context, j *journal, nodes []*inventory.N
 // only moves forward, and failures leave the journal in place so that a
 // re-run finishes the rest. When a server fails, the other nodes are left
 // staged and locked until a re-run.
-func (s *session) finishAll(ctx context.Context, j *journal, res *ApplyResult) error {
-	var servers, clients []*inventory.Node
+func (s *Session) finishAll(ctx context.Context, j *journal, res *ApplyResult) error {
+	var nodes []string
 	for _, jn := range j.Nodes {
-		if jn.Reloaded {
-			continue
-		}
-		n := s.topo.Node(jn.Node)
-		if jn.Server && jn.ContentChanged {
-			servers = append(servers, n)
-		} else {
-			clients = append(clients, n)
+		if !jn.Reloaded {
+			nodes = append(nodes, jn.Node)
 		}
 	}
 	outcome := func(node, o string) {
@@ -510,12 +518,13 @@ func (s *session) finishAll(ctx context.Context, j *journal, res *ApplyResult) e
 		if err != nil {
 			return nodeErr(n.Name, "connect", err)
 		}
+		var out string
 		if !jn.Committed {
 			s.report(n.Name, "commit", "", nil)
-			out, err := c.run(ctx, "commit", commitScript(jn, j.RunID, &reloadStep{command: cmd}))
+			out, err = c.Run(ctx, "commit", commitScript(jn, j.RunID, &reloadStep{command: cmd, fallback: s.fallback(jn)}))
 			if !strings.Contains(out, markerCommitted) {
 				if err == nil {
-					err = errors.New("the commit script ended without confirming the commit")
+					err = errors.New("the commit step ended without confirming the commit")
 				}
 				return nodeErr(n.Name, "commit", err)
 			}
@@ -525,21 +534,27 @@ func (s *session) finishAll(ctx context.Context, j *journal, res *ApplyResult) e
 				return uerr
 			}
 			outcome(n.Name, OutcomeCommitted)
-			s.report(n.Name, "reload", what, nil)
 			if s.o.hooks != nil && s.o.hooks.afterCommit != nil {
 				if herr := s.o.hooks.afterCommit(n.Name); herr != nil {
 					killed.Store(true)
 					return herr
 				}
 			}
-			if err != nil {
-				return nodeErr(n.Name, what, err)
-			}
 		} else {
-			s.report(n.Name, "reload", what, nil)
-			if _, err := c.run(ctx, "reload", reloadScript(cmd, jn.StateDir, j.RunID)); err != nil {
-				return nodeErr(n.Name, what, err)
+			out, err = c.Run(ctx, what, reloadScript(cmd, s.fallback(jn), jn.StateDir, j.RunID))
+		}
+		if strings.Contains(out, markerStarted) {
+			// The reload found the agent stopped: it was started instead.
+			what = "start"
+			if res != nil {
+				if na := res.node(n.Name); na != nil {
+					na.Action = "start"
+				}
 			}
+		}
+		s.report(n.Name, orStep(what, "commit"), "", err)
+		if err != nil {
+			return nodeErr(n.Name, what, err)
 		}
 		if !jn.Reloaded {
 			if err := j.update(func() { jn.Reloaded = true }); err != nil {
@@ -550,17 +565,22 @@ func (s *session) finishAll(ctx context.Context, j *journal, res *ApplyResult) e
 		s.report(n.Name, "done", "", nil)
 		return nil
 	}
-	errs := s.rollServers(ctx, j, servers, one)
-	if len(errs) > 0 {
-		// A server failed: leave the clients alone until it is fixed.
-		for _, n := range clients {
-			errs[n.Name] = &NodeError{Node: n.Name, Step: "commit", Err: fmt.Errorf("%w: a server failed first; rerun apply when it is fixed", ErrAborted)}
-		}
-	} else {
-		errs = s.forEach(ctx, clients, 0, one)
-	}
+	// Servers one at a time through the rolling engine; a server that is
+	// restarted in a running cluster is waited for before the next one
+	// (its datacenter's leader last). On a first apply there is no leader
+	// to keep, and the servers simply start in cluster-file order.
+	errs := s.Live().Roll(ctx, nodes, consulapi.RollOptions{
+		Bootstrap: true,
+		WaitAfter: func(node string) bool {
+			jn := j.node(node)
+			return jn.Server && jn.ContentChanged && jn.Restart && jn.PreviousGeneration != ""
+		},
+	}, one)
 	if len(errs) == 0 {
 		return nil
+	}
+	if err := errs[""]; err != nil {
+		return err
 	}
 	var all []error
 	uncommitted := false
@@ -571,6 +591,9 @@ func (s *session) finishAll(ctx context.Context, j *journal, res *ApplyResult) e
 		}
 		if errors.Is(err, errKilled) {
 			return errKilled
+		}
+		if errors.Is(err, consulapi.ErrNotTouched) {
+			err = &NodeError{Node: jn.Node, Op: "commit", Err: fmt.Errorf("%w: %v; rerun apply when it is fixed", ErrAborted, errors.Unwrap(err))}
 		}
 		all = append(all, err)
 		uncommitted = uncommitted || !jn.Committed
@@ -589,11 +612,37 @@ func (s *session) finishAll(ctx context.Context, j *journal, res *ApplyResult) e
 	return fmt.Errorf("files are committed but reload failed on some nodes; rerun apply to retry (journal %s): %w", j.path, errors.Join(all...))
 }
 
-// recover finishes or rolls back an apply that was interrupted (the process
-// killed, or a node lost mid-commit): before any node committed, staging is
-// removed everywhere; once committing began, the remaining nodes (whose
-// staging was verified) are committed and reloaded.
-func (s *session) recover(ctx context.Context, j *journal) (string, error) {
+// fallback is the command that starts a stopped agent when its reload
+// fails: the restart command, for a node that already holds an mtlsctl
+// generation (a first apply restarts anyway).
+func (s *Session) fallback(jn *journalNode) string {
+	if !jn.ContentChanged || jn.Restart {
+		return ""
+	}
+	return s.topo.Cluster.Consul.RestartCommand
+}
+
+func orStep(what, def string) string {
+	if what == "" {
+		return def
+	}
+	return what
+}
+
+// Recover finishes or rolls back an apply that was interrupted (the process
+// killed, or a node lost mid-commit), as recorded in the journal under
+// JournalDir: before any node committed, staging is removed everywhere;
+// once committing began, the remaining nodes (whose staging was verified)
+// are committed and reloaded. It returns what it did ("" when there was
+// nothing to recover). The caller holds the state directory's lock.
+func (s *Session) Recover(ctx context.Context) (string, error) {
+	if s.o.JournalDir == "" {
+		return "", nil
+	}
+	j, err := loadJournal(s.o.JournalDir)
+	if err != nil || j == nil {
+		return "", err
+	}
 	var nodes []*inventory.Node
 	for _, jn := range j.Nodes {
 		n := s.topo.Node(jn.Node)
@@ -620,73 +669,6 @@ func (s *session) recover(ctx context.Context, j *journal) (string, error) {
 	default:
 		return "", fmt.Errorf("apply journal %s has unknown phase %q", j.path, j.Phase)
 	}
-}
-
-// rollServers runs one for each server, one at a time. When a server is to
-// be restarted in a running cluster (its datacenter has a leader), the
-// leader goes last and each restarted server must come back (its agent sees
-// a leader, every server of its datacenter is an alive voter) before the
-// next is touched; a server that does not come back stops the loop with a
-// *RollError. On a first apply (no leader yet) the servers are simply
-// started in cluster-file order.
-func (s *session) rollServers(ctx context.Context, j *journal, servers []*inventory.Node, one func(context.Context, *inventory.Node) error) map[string]error {
-	errs := map[string]error{}
-	restart := false
-	for _, n := range servers {
-		jn := j.node(n.Name)
-		restart = restart || (jn.Restart && jn.PreviousGeneration != "")
-	}
-	var cl *Cluster
-	var h *Health
-	if restart {
-		cl = &Cluster{s: s, apis: map[string]*api.Client{}, bundles: map[string]*consulcfg.Bundle{}}
-		hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		h, _ = cl.health(hctx, healthOpts{})
-		cancel()
-	}
-	leader := func(dc string) string {
-		if h == nil || h.DC(dc) == nil {
-			return ""
-		}
-		return h.DC(dc).Leader
-	}
-	ordered := slices.Clone(servers)
-	slices.SortStableFunc(ordered, func(a, b *inventory.Node) int {
-		la, lb := a.Name == leader(a.Datacenter), b.Name == leader(b.Datacenter)
-		switch {
-		case la == lb:
-			return 0
-		case la:
-			return 1
-		}
-		return -1
-	})
-	for i, n := range ordered {
-		if err := one(ctx, n); err != nil {
-			errs[n.Name] = err
-			for _, rest := range ordered[i+1:] {
-				errs[rest.Name] = &NodeError{Node: rest.Name, Step: "reload", Err: fmt.Errorf("%w: stopped after %s failed", ErrAborted, n.Name)}
-			}
-			return errs
-		}
-		jn := j.node(n.Name)
-		if cl == nil || !jn.Restart || jn.PreviousGeneration == "" || leader(n.Datacenter) == "" {
-			continue
-		}
-		wctx, cancel := context.WithTimeout(ctx, defaultWait)
-		_, err := cl.waitServer(wctx, n, names(s.topo.Servers(n.Datacenter)))
-		cancel()
-		if err != nil {
-			var untouched []string
-			for _, rest := range ordered[i+1:] {
-				untouched = append(untouched, rest.Name)
-				errs[rest.Name] = &NodeError{Node: rest.Name, Step: "restart", Err: fmt.Errorf("%w: stopped after %s did not come back", ErrAborted, n.Name)}
-			}
-			errs[n.Name] = cl.rollError(ctx, n, nil, untouched, err)
-			return errs
-		}
-	}
-	return errs
 }
 
 // errGateLeaderFailed is what the other nodes see when the first node's

@@ -1,47 +1,20 @@
 package distribute
 
 import (
-	"context"
-	"net"
-	"os"
 	"time"
+
+	"github.com/mtlsctl/mtlsctl/distribute/transport"
 )
 
-// Options says how to reach the nodes and how an operation behaves. The zero
-// value is usable for Plan and Status; Apply needs JournalDir.
+// Options says how to reach the nodes (transport.Options) and how an
+// operation behaves. The zero value is usable for Plan and Status; Apply
+// needs JournalDir.
 type Options struct {
-	// Concurrency bounds how many nodes are worked on at once (default 20).
-	Concurrency int
-	// ConnectTimeout bounds TCP connect plus SSH handshake per node (default 15s).
-	ConnectTimeout time.Duration
-	// StepTimeout bounds every later step on a node: one script, one upload
-	// batch, one download batch (default 2m).
-	StepTimeout time.Duration
+	transport.Options
 
-	// KnownHostsFiles replaces the default known_hosts files (the cluster's
-	// file, ~/.ssh/known_hosts, /etc/ssh/ssh_known_hosts). Files that do not
-	// exist are skipped.
-	KnownHostsFiles []string
-	// AcceptNewHostKeys records the key of a host known_hosts does not know
-	// in the cluster's known_hosts file (default ~/.ssh/known_hosts). A
-	// changed key is always refused.
-	AcceptNewHostKeys bool
-	// IdentityFiles are private keys to offer, in addition to the cluster's
-	// identity_file and ~/.ssh/config's IdentityFile.
-	IdentityFiles []string
-	// UseAgent offers the keys of the ssh-agent at $SSH_AUTH_SOCK first.
-	UseAgent bool
-	// HomeDir replaces the user's home directory (for ~/.ssh/config,
-	// ~/.ssh/known_hosts and ~ in paths); tests point it at a temp dir.
-	HomeDir string
-	// Passphrase is asked for the passphrase of an encrypted identity file.
-	// It is called at most once per file; the answer is never logged.
-	Passphrase func(file string) ([]byte, error)
-
-	// Progress receives per-node progress events (optional).
-	Progress Reporter
-	// JournalDir is the admin-side directory (under the state dir) where
-	// Apply keeps its journal. Required by Apply.
+	// JournalDir is the admin-side directory (ca.State.JournalDir) where
+	// Apply keeps its journal. Required by Apply. The caller holds the
+	// state directory's lock while Apply runs.
 	JournalDir string
 	// ForceUnlock removes a node lock held by another run. Use it only when
 	// the holder is known to be dead.
@@ -54,9 +27,6 @@ type Options struct {
 	// agent is started) and when a changed agent config needs it
 	// (consulcfg.NeedsRestart); reload otherwise.
 	RestartNeeded func(node string, changed []string) bool
-
-	// Dial replaces the TCP dialer (tests, proxies). Nil: net.Dialer.
-	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	hooks *testHooks
 }
@@ -71,40 +41,18 @@ type testHooks struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.Concurrency <= 0 {
-		o.Concurrency = 20
-	}
-	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = 15 * time.Second
-	}
-	if o.StepTimeout <= 0 {
-		o.StepTimeout = 2 * time.Minute
-	}
+	o.Options = o.Options.WithDefaults()
 	if o.LockTTL <= 0 {
 		o.LockTTL = time.Hour
-	}
-	if o.HomeDir == "" {
-		o.HomeDir, _ = os.UserHomeDir()
 	}
 	return o
 }
 
 // Event is one progress step on one node.
-type Event struct {
-	Node string
-	Step string // connect, inspect, lock, stage, verify, validate, commit, reload, cleanup, done
-	Msg  string // short human text; never a secret
-	Err  error
-	Time time.Time
-}
+type Event = transport.Event
 
 // Reporter receives progress events; it is called from many goroutines.
-type Reporter interface {
-	Report(Event)
-}
+type Reporter = transport.Reporter
 
 // ReporterFunc adapts a function to Reporter.
-type ReporterFunc func(Event)
-
-// Report calls f(e).
-func (f ReporterFunc) Report(e Event) { f(e) }
+type ReporterFunc = transport.ReporterFunc

@@ -45,12 +45,17 @@ type FilePlan struct {
 
 // NodePlan is the plan for one node.
 type NodePlan struct {
-	Node    string `json:"node"`
+	Node string `json:"node"`
+	// Address is the SSH endpoint the node was reached at (host:port).
 	Address string `json:"address"`
 	// Generation is the bundle's; CurrentGeneration what the node recorded.
 	Generation        string     `json:"generation"`
 	CurrentGeneration string     `json:"current_generation,omitempty"`
 	Files             []FilePlan `json:"files,omitempty"`
+	// Observed is a digest of what the node held when it was planned (its
+	// generation, and each bundle path's type, hash, mode and owner). Apply
+	// refuses a node whose digest changed since (ErrMoved).
+	Observed string `json:"observed,omitempty"`
 	// Lock is set when another run holds the node's lock.
 	Lock  *LockInfo `json:"lock,omitempty"`
 	Error string    `json:"error,omitempty"`
@@ -85,7 +90,10 @@ func (n *NodePlan) changedFiles() []FilePlan {
 
 // PlanResult is the plan for every node, in cluster-file order.
 type PlanResult struct {
-	Nodes []*NodePlan `json:"nodes"`
+	// Version is the saved-plan format's version (see SavePlan).
+	Version int         `json:"version"`
+	Cluster string      `json:"cluster"`
+	Nodes   []*NodePlan `json:"nodes"`
 }
 
 // Changes reports whether any node has pending changes (for --detailed-exitcode).
@@ -109,17 +117,25 @@ func (p *PlanResult) Err() error {
 	return errors.Join(errs...)
 }
 
+// PlanOptions say what a plan gathers.
+type PlanOptions struct {
+	// Diffs downloads the changed files that are not keys to show a diff
+	// (config files are always read: the reload-or-restart choice needs
+	// them).
+	Diffs bool
+}
+
 // Plan connects to every node that has a bundle and reports what Apply
 // would do, changing nothing. Nodes that fail are reported in their
 // NodePlan and in the returned error (errors.Join of *NodeError); the others
 // are still planned.
 func Plan(ctx context.Context, t *inventory.Topology, bundles []consulcfg.Bundle, o Options) (*PlanResult, error) {
-	s, err := newSession(t, o)
+	s, err := Open(t, o)
 	if err != nil {
 		return nil, err
 	}
-	defer s.close()
-	p, err := s.plan(ctx, bundles, true)
+	defer s.Close()
+	p, err := s.Plan(ctx, bundles, PlanOptions{Diffs: true})
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +143,7 @@ func Plan(ctx context.Context, t *inventory.Topology, bundles []consulcfg.Bundle
 }
 
 // nodesFor matches bundles to topology nodes, in topology order.
-func (s *session) nodesFor(bundles []consulcfg.Bundle) ([]*inventory.Node, map[string]*consulcfg.Bundle, error) {
+func (s *Session) nodesFor(bundles []consulcfg.Bundle) ([]*inventory.Node, map[string]*consulcfg.Bundle, error) {
 	byNode := map[string]*consulcfg.Bundle{}
 	for i := range bundles {
 		b := &bundles[i]
@@ -151,22 +167,26 @@ func (s *session) nodesFor(bundles []consulcfg.Bundle) ([]*inventory.Node, map[s
 	return nodes, byNode, nil
 }
 
-func (s *session) stateDir() string {
+func (s *Session) stateDir() string {
 	if d := s.topo.Cluster.NodeStateDir; d != "" {
 		return path.Clean(d)
 	}
 	return "/var/lib/mtlsctl"
 }
 
-func (s *session) plan(ctx context.Context, bundles []consulcfg.Bundle, diffs bool) (*PlanResult, error) {
+// Plan reports, for every node that has a bundle, what Apply would do,
+// changing nothing. Node failures are in the result (NodePlan.Err, and
+// PlanResult.Err); the error is about the bundles themselves.
+func (s *Session) Plan(ctx context.Context, bundles []consulcfg.Bundle, o PlanOptions) (*PlanResult, error) {
+	diffs := o.Diffs
 	nodes, byNode, err := s.nodesFor(bundles)
 	if err != nil {
 		return nil, err
 	}
-	res := &PlanResult{}
+	res := &PlanResult{Version: planVersion, Cluster: s.topo.Cluster.Name}
 	plans := map[string]*NodePlan{}
 	for _, n := range nodes {
-		np := &NodePlan{Node: n.Name, Address: s.endpoint(n).addr(), Generation: byNode[n.Name].Generation, bundle: byNode[n.Name]}
+		np := &NodePlan{Node: n.Name, Address: s.addr(n), Generation: byNode[n.Name].Generation, bundle: byNode[n.Name]}
 		plans[n.Name] = np
 		res.Nodes = append(res.Nodes, np)
 	}
@@ -182,7 +202,7 @@ func (s *session) plan(ctx context.Context, bundles []consulcfg.Bundle, diffs bo
 	return res, nil
 }
 
-func (s *session) planNode(ctx context.Context, n *inventory.Node, np *NodePlan, diffs bool) error {
+func (s *Session) planNode(ctx context.Context, n *inventory.Node, np *NodePlan, diffs bool) error {
 	c, err := s.conn(ctx, n)
 	if err != nil {
 		return nodeErr(n.Name, "connect", err)
@@ -193,7 +213,7 @@ func (s *session) planNode(ctx context.Context, n *inventory.Node, np *NodePlan,
 		paths = append(paths, f.Path)
 	}
 	s.report(n.Name, "inspect", "", nil)
-	out, err := c.run(ctx, "inspect", inspectScript(paths, s.stateDir(), false))
+	out, err := c.Run(ctx, "inspect", inspectScript(paths, s.stateDir(), false))
 	if err != nil {
 		return nodeErr(n.Name, "inspect", err)
 	}
@@ -203,6 +223,7 @@ func (s *session) planNode(ctx context.Context, n *inventory.Node, np *NodePlan,
 	}
 	np.remote = r
 	np.CurrentGeneration = r.Generation
+	np.Observed = r.digest(b, s.stateDir())
 	np.Lock = r.Lock
 	var fetch []string
 	for _, f := range b.Files {
@@ -216,7 +237,7 @@ func (s *session) planNode(ctx context.Context, n *inventory.Node, np *NodePlan,
 	if len(fetch) == 0 {
 		return nil
 	}
-	old, err := c.download(ctx, fetch)
+	old, err := c.Download(ctx, fetch)
 	for i := range np.Files {
 		fp := &np.Files[i]
 		f := b.File(fp.Path)

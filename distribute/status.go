@@ -18,7 +18,8 @@ type Drift struct {
 
 // NodeStatus is what one node holds, read on the node.
 type NodeStatus struct {
-	Node      string `json:"node"`
+	Node string `json:"node"`
+	// Address is the SSH endpoint the node was reached at (host:port).
 	Address   string `json:"address"`
 	Reachable bool   `json:"reachable"`
 	// Generation is what the node recorded at its last apply ("" = never).
@@ -72,12 +73,18 @@ func (r *StatusResult) Err() error {
 // whether the node holds them. Node failures are in the result and in the
 // returned error.
 func Status(ctx context.Context, t *inventory.Topology, bundles []consulcfg.Bundle, o Options) (*StatusResult, error) {
-	s, err := newSession(t, o)
+	s, err := Open(t, o)
 	if err != nil {
 		return nil, err
 	}
-	defer s.close()
-	nodes := t.Nodes
+	defer s.Close()
+	return s.Status(ctx, bundles)
+}
+
+// Status reads every node's state (see the package function Status).
+func (s *Session) Status(ctx context.Context, bundles []consulcfg.Bundle) (*StatusResult, error) {
+	nodes := s.topo.Nodes
+	var err error
 	byNode := map[string]*consulcfg.Bundle{}
 	if bundles != nil {
 		if nodes, byNode, err = s.nodesFor(bundles); err != nil {
@@ -87,7 +94,7 @@ func Status(ctx context.Context, t *inventory.Topology, bundles []consulcfg.Bund
 	res := &StatusResult{}
 	st := map[string]*NodeStatus{}
 	for _, n := range nodes {
-		ns := &NodeStatus{Node: n.Name, Address: s.endpoint(n).addr()}
+		ns := &NodeStatus{Node: n.Name, Address: s.addr(n)}
 		if b := byNode[n.Name]; b != nil {
 			ns.Expected = b.Generation
 		}
@@ -104,7 +111,7 @@ func Status(ctx context.Context, t *inventory.Topology, bundles []consulcfg.Bund
 	return res, res.Err()
 }
 
-func (s *session) statusNode(ctx context.Context, n *inventory.Node, ns *NodeStatus, b *consulcfg.Bundle) error {
+func (s *Session) statusNode(ctx context.Context, n *inventory.Node, ns *NodeStatus, b *consulcfg.Bundle) error {
 	c, err := s.conn(ctx, n)
 	if err != nil {
 		return nodeErr(n.Name, "connect", err)
@@ -118,7 +125,7 @@ func (s *session) statusNode(ctx context.Context, n *inventory.Node, ns *NodeSta
 			kinds[f.Path] = f.Kind
 		}
 	}
-	out, err := c.run(ctx, "inspect", inspectScript(paths, s.stateDir(), true))
+	out, err := c.Run(ctx, "inspect", inspectScript(paths, s.stateDir(), true))
 	if err != nil {
 		return nodeErr(n.Name, "inspect", err)
 	}
@@ -157,7 +164,7 @@ func (s *session) statusNode(ctx context.Context, n *inventory.Node, ns *NodeSta
 			}
 		}
 	}
-	got, err := c.download(ctx, certs)
+	got, err := c.Download(ctx, certs)
 	if err != nil {
 		return nodeErr(n.Name, "read certificates", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mtlsctl/mtlsctl/distribute/transport"
 	"path"
 	"regexp"
 	"strings"
@@ -12,14 +13,6 @@ import (
 // ErrConsulValidate: `consul validate` on the node rejected the staged
 // configuration; nothing was committed anywhere.
 var ErrConsulValidate = errors.New("consul validate rejected the staged configuration")
-
-// Markers printed by validateScript on stdout.
-const (
-	markerNoConsul = "NOCONSUL"
-	markerValid    = "VALID"
-	validatePrefix = ".mtlsctl-validate-"
-	exitInvalid    = 51
-)
 
 // validateConfigFiles are the node's staged files that Consul loads from
 // configDir: *.json and *.hcl directly inside it (the agent does not read
@@ -37,47 +30,11 @@ func validateConfigFiles(jn *journalNode, configDir string) []journalFile {
 	return out
 }
 
-// writeValidate appends to a script the check of the configuration the
-// node would load after the commit, when the node has a consul binary on
-// PATH: it copies the current *.json and *.hcl of configDir into a private
-// directory under the node state dir, copies the staged config files over
-// them and runs `consul validate` on that directory. It prints NOCONSUL when
-// there is no consul binary (nothing checked), VALID when consul accepted
-// the directory, and otherwise exits 51 with consul's output on stderr. It
-// changes nothing outside the node state dir and removes its directory in
-// every case. It ends the script (exit 0 when there is nothing to reject).
-func writeValidate(b *strings.Builder, jn *journalNode, configDir, runID string, files []journalFile) {
-	fmt.Fprintf(b, "S=\"$R\"%s\n", q(jn.StateDir))
-	fmt.Fprintf(b, "command -v consul >/dev/null 2>&1 || { printf '%s\\n'; exit 0; }\n", markerNoConsul)
-	fmt.Fprintf(b, "V=\"$S/%s\"\n", validatePrefix+runID)
-	b.WriteString(`rm -rf "$V" && mkdir -m 700 -p "$V" || { echo "cannot create $V" >&2; exit 50; }` + "\n")
-	// One cp for the current files, one for the staged ones (they go in
-	// last, so they replace their current versions).
-	fmt.Fprintf(b, "set --\nfor f in \"$R\"%[1]s/*.json \"$R\"%[1]s/*.hcl; do if [ -f \"$f\" ]; then set -- \"$@\" \"$f\"; fi; done\n", q(path.Clean(configDir)))
-	b.WriteString(`if [ $# -gt 0 ]; then cp -p -- "$@" "$V/" || { rm -rf "$V"; echo "cannot copy the current configuration for validation" >&2; exit 50; }; fi
-`)
-	// Staged files keep their target's base name in their staging
-	// directory, so one cp into $V puts each where it belongs.
-	b.WriteString("cp -p --")
-	for _, f := range files {
-		b.WriteString(" " + rq(f.Staged))
-	}
-	fmt.Fprintf(b, " \"$V/\" || { rm -rf \"$V\"; echo %s >&2; exit 50; }\n", q("cannot copy the staged configuration for validation"))
-	// Consul's own output names the file and the problem; it does not echo
-	// configuration values such as the gossip key.
-	b.WriteString(`out=$(consul validate "$V" 2>&1); rc=$?
-rm -rf "$V"
-if [ "$rc" -ne 0 ]; then printf '%s\n' "$out" >&2; exit ` + fmt.Sprint(exitInvalid) + `; fi
-printf '` + markerValid + `\n'
-exit 0
-`)
-}
-
-// validateError turns the verify script's exit 51 into ErrConsulValidate
-// (nil for any other error).
-func (s *session) validateError(err error, runID string) error {
-	var se *scriptError
-	if !errors.As(err, &se) || se.Code != exitInvalid {
+// validateError turns the verify step's EX_INVALID exit into
+// ErrConsulValidate (nil for any other error).
+func (s *Session) validateError(err error, runID string) error {
+	se, ok := asScriptError(err)
+	if !ok || se.Code != exitStatus("EX_INVALID") {
 		return nil
 	}
 	// Consul names files by the temporary directory's path; show where
@@ -91,8 +48,8 @@ func (s *session) validateError(err error, runID string) error {
 // go to has too little room left (sftp-server reports ENOSPC as a bare
 // "Failure"). It returns "" when space is not the problem or the node
 // cannot be asked.
-func (s *session) spaceHint(ctx context.Context, c *nodeConn, jn *journalNode, contents [][]byte) string {
-	if c.broken() {
+func (s *Session) spaceHint(ctx context.Context, c *transport.Conn, jn *journalNode, contents [][]byte) string {
+	if c.Broken() {
 		return ""
 	}
 	need := map[string]int64{}
@@ -105,12 +62,7 @@ func (s *session) spaceHint(ctx context.Context, c *nodeConn, jn *journalNode, c
 		need[d] += (int64(len(contents[i]))/4096 + 1) * 4096
 	}
 	dirs := sortedKeys(need)
-	var b strings.Builder
-	b.WriteString(scriptHeader)
-	for _, d := range dirs {
-		fmt.Fprintf(&b, "printf '%%s\\n' \"$(df -Pk %s 2>/dev/null | awk 'NR==2 {print $4}')\"\n", rq(d))
-	}
-	out, err := c.run(ctx, "diagnose", b.String())
+	out, err := c.Run(ctx, "diagnose", diskFreeScript(dirs))
 	if err != nil {
 		return ""
 	}
@@ -131,4 +83,11 @@ func (s *session) spaceHint(ctx context.Context, c *nodeConn, jn *journalNode, c
 		return ""
 	}
 	return "no space left on the node: " + strings.Join(full, "; ")
+}
+
+// asScriptError finds a node step's non-zero exit in err.
+func asScriptError(err error) (*transport.ScriptError, bool) {
+	var se *transport.ScriptError
+	ok := errors.As(err, &se)
+	return se, ok
 }

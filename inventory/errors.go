@@ -119,3 +119,38 @@ func (p *problems) err() error {
 	})
 	return &ValidationError{File: p.file, Problems: list}
 }
+
+// NodeError is the one error type about one node of the cluster, whatever
+// the package that met it: ca (its credentials), consulcfg (its bundle),
+// distribute (a step on the node). Op names the step ("connect", "stage",
+// "credentials", ...) and may be empty. Combine several with errors.Join;
+// callers find them with errors.As.
+type NodeError struct {
+	Node string // node name from the cluster file
+	Op   string
+	Err  error
+}
+
+func (e *NodeError) Error() string {
+	if e.Op == "" {
+		return fmt.Sprintf("node %s: %v", e.Node, e.Err)
+	}
+	return fmt.Sprintf("node %s: %s: %v", e.Node, e.Op, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *NodeError) Unwrap() error { return e.Err }
+
+// WrapNode returns err as a *NodeError for node and op, or nil for nil. An
+// error that already is a *NodeError for the same node is returned as it is,
+// so that wrapping twice does not repeat the node's name.
+func WrapNode(node, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ne *NodeError
+	if errors.As(err, &ne) && ne.Node == node {
+		return err
+	}
+	return &NodeError{Node: node, Op: op, Err: err}
+}

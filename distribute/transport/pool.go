@@ -1,4 +1,4 @@
-package distribute
+package transport
 
 import (
 	"context"
@@ -19,10 +19,10 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 )
 
-// session is one operation (plan, apply, status) over a set of nodes: it
-// holds one SSH connection per node, shared by every step, and the loaded
-// keys and known_hosts.
-type session struct {
+// Pool is one command's way to the nodes: it holds one SSH connection per
+// node, shared by every step of the command, and the loaded keys and
+// known_hosts. It is safe for concurrent use; Close it when done.
+type Pool struct {
 	o      Options
 	topo   *inventory.Topology
 	keys   *hostKeys
@@ -35,17 +35,19 @@ type session struct {
 	agentC   net.Conn
 
 	mu       sync.Mutex
-	conns    map[string]*nodeConn
+	conns    map[string]*Conn
 	bmu      sync.Mutex // guards bastions; held while a bastion handshakes
 	bastions map[string]*ssh.Client
 }
 
-func newSession(t *inventory.Topology, o Options) (*session, error) {
+// New prepares a pool for the nodes of t. It connects lazily: no node is
+// contacted until Conn asks for it.
+func New(t *inventory.Topology, o Options) (*Pool, error) {
 	if t == nil || t.Cluster == nil {
-		return nil, errors.New("distribute: no topology (load the cluster file first)")
+		return nil, errors.New("transport: no topology (load the cluster file first)")
 	}
-	o = o.withDefaults()
-	s := &session{o: o, topo: t, conns: map[string]*nodeConn{}, bastions: map[string]*ssh.Client{}}
+	o = o.WithDefaults()
+	s := &Pool{o: o, topo: t, conns: map[string]*Conn{}, bastions: map[string]*ssh.Client{}}
 	if err := s.loadSSHConfig(); err != nil {
 		return nil, err
 	}
@@ -67,7 +69,7 @@ func newSession(t *inventory.Topology, o Options) (*session, error) {
 }
 
 // expand resolves a leading ~/ against HomeDir.
-func (s *session) expand(p string) string {
+func (s *Pool) expand(p string) string {
 	if p == "~" {
 		return s.o.HomeDir
 	}
@@ -77,7 +79,7 @@ func (s *session) expand(p string) string {
 	return p
 }
 
-func (s *session) loadSSHConfig() error {
+func (s *Pool) loadSSHConfig() error {
 	if s.o.HomeDir == "" {
 		return nil
 	}
@@ -98,7 +100,7 @@ func (s *session) loadSSHConfig() error {
 	return nil
 }
 
-func (s *session) cfg(alias, key string) string {
+func (s *Pool) cfg(alias, key string) string {
 	if s.sshCfg == nil {
 		return ""
 	}
@@ -106,11 +108,28 @@ func (s *session) cfg(alias, key string) string {
 	return v
 }
 
-func (s *session) report(node, step, msg string, err error) {
+// Options returns the pool's options, defaults filled in.
+func (s *Pool) Options() Options { return s.o }
+
+// Topology returns the cluster the pool reaches.
+func (s *Pool) Topology() *inventory.Topology { return s.topo }
+
+// Report sends a progress event (when a Reporter is set).
+func (s *Pool) Report(node, step, msg string, err error) {
+	s.ReportEvent(Event{Node: node, Step: step, Msg: msg, Err: err})
+}
+
+// ReportEvent sends e, stamped with the time, to the Reporter (if any).
+func (s *Pool) ReportEvent(e Event) {
 	if s.o.Progress != nil {
-		s.o.Progress.Report(Event{Node: node, Step: step, Msg: msg, Err: err, Time: time.Now()})
+		e.Time = time.Now()
+		s.o.Progress.Report(e)
 	}
 }
+
+// Addr is where the node's SSH server is reached (host:port, after
+// ~/.ssh/config), for reports.
+func (s *Pool) Addr(n *inventory.Node) string { return s.endpoint(n).addr() }
 
 // endpoint is where and as whom to reach a node.
 type endpoint struct {
@@ -126,7 +145,7 @@ func (e endpoint) addr() string { return net.JoinHostPort(e.host, strconv.Itoa(e
 
 // endpoint resolves a node: the node's own ssh_* fields first, then
 // ~/.ssh/config for that host, then the cluster's ssh section.
-func (s *session) endpoint(n *inventory.Node) endpoint {
+func (s *Pool) endpoint(n *inventory.Node) endpoint {
 	c := s.topo.Cluster.SSH
 	e := endpoint{alias: n.SSHHost}
 	if e.alias == "" {
@@ -135,7 +154,7 @@ func (s *session) endpoint(n *inventory.Node) endpoint {
 	return s.resolve(e.alias, n.SSHUser, n.SSHPort, c)
 }
 
-func (s *session) resolve(alias, user string, port int, c inventory.SSH) endpoint {
+func (s *Pool) resolve(alias, user string, port int, c inventory.SSH) endpoint {
 	e := endpoint{alias: alias, host: alias, user: user, port: port}
 	if h := s.cfg(alias, "HostName"); h != "" {
 		e.host = strings.ReplaceAll(h, "%h", alias)
@@ -180,7 +199,7 @@ func (s *session) resolve(alias, user string, port int, c inventory.SSH) endpoin
 }
 
 // parseJump splits a ProxyJump/bastion spec "[user@]host[:port]".
-func (s *session) parseJump(spec string) endpoint {
+func (s *Pool) parseJump(spec string) endpoint {
 	user := ""
 	if i := strings.LastIndex(spec, "@"); i >= 0 {
 		user, spec = spec[:i], spec[i+1:]
@@ -196,7 +215,7 @@ func (s *session) parseJump(spec string) endpoint {
 }
 
 // loadSigners gathers the agent's keys and the identity files' keys, once.
-func (s *session) loadSigners(ids []string) ([]ssh.Signer, error) {
+func (s *Pool) loadSigners(ids []string) ([]ssh.Signer, error) {
 	s.authOnce.Do(func() {
 		if s.o.UseAgent {
 			if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
@@ -234,7 +253,7 @@ func (s *session) loadSigners(ids []string) ([]ssh.Signer, error) {
 	return s.signers, s.authErr
 }
 
-func (s *session) loadIdentity(file string) (ssh.Signer, error) {
+func (s *Pool) loadIdentity(file string) (ssh.Signer, error) {
 	pem, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
@@ -264,7 +283,7 @@ func (s *session) loadIdentity(file string) (ssh.Signer, error) {
 }
 
 // dialTCP opens the raw connection for e, through the bastion if any.
-func (s *session) dialTCP(ctx context.Context, node string, e endpoint) (net.Conn, error) {
+func (s *Pool) dialTCP(ctx context.Context, node string, e endpoint) (net.Conn, error) {
 	if e.jump != "" {
 		b, err := s.bastion(ctx, node, e.jump)
 		if err != nil {
@@ -300,7 +319,7 @@ func (s *session) dialTCP(ctx context.Context, node string, e endpoint) (net.Con
 }
 
 // bastion returns the (shared) connection to a jump host.
-func (s *session) bastion(ctx context.Context, node, spec string) (*ssh.Client, error) {
+func (s *Pool) bastion(ctx context.Context, node, spec string) (*ssh.Client, error) {
 	s.bmu.Lock()
 	defer s.bmu.Unlock() // one handshake per bastion; nodes behind it wait
 	if c, ok := s.bastions[spec]; ok {
@@ -316,7 +335,7 @@ func (s *session) bastion(ctx context.Context, node, spec string) (*ssh.Client, 
 }
 
 // handshake dials e and runs the SSH handshake under ConnectTimeout.
-func (s *session) handshake(ctx context.Context, node string, e endpoint) (*ssh.Client, error) {
+func (s *Pool) handshake(ctx context.Context, node string, e endpoint) (*ssh.Client, error) {
 	signers, err := s.loadSigners(e.ids)
 	if err != nil {
 		return nil, err
@@ -386,13 +405,13 @@ func (s *session) handshake(ctx context.Context, node string, e endpoint) (*ssh.
 	return ssh.NewClient(sc, chans, reqs), nil
 }
 
-// conn returns the node's connection, making it on first use: one SSH
-// connection per node for the whole operation.
-func (s *session) conn(ctx context.Context, n *inventory.Node) (*nodeConn, error) {
+// Conn returns the node's connection, making it on first use: one SSH
+// connection per node for the whole command.
+func (s *Pool) Conn(ctx context.Context, n *inventory.Node) (*Conn, error) {
 	s.mu.Lock()
 	c, ok := s.conns[n.Name]
 	s.mu.Unlock()
-	if ok && !c.broken() {
+	if ok && !c.Broken() {
 		return c, nil
 	}
 	if ok { // lost (sshd restarted, network blip): reconnect once per call
@@ -404,12 +423,12 @@ func (s *session) conn(ctx context.Context, n *inventory.Node) (*nodeConn, error
 		s.mu.Unlock()
 	}
 	e := s.endpoint(n)
-	s.report(n.Name, "connect", e.user+"@"+e.addr(), nil)
+	s.Report(n.Name, "connect", e.user+"@"+e.addr(), nil)
 	client, err := s.handshake(ctx, n.Name, e)
 	if err != nil {
 		return nil, err
 	}
-	c = &nodeConn{s: s, node: n, ep: e, client: client,
+	c = &Conn{s: s, node: n, ep: e, client: client,
 		sudo: s.topo.Cluster.SSH.Sudo && e.user != "root"}
 	go func() {
 		client.Wait()
@@ -426,7 +445,8 @@ func (s *session) conn(ctx context.Context, n *inventory.Node) (*nodeConn, error
 	return c, nil
 }
 
-func (s *session) close() {
+// Close ends every shell and closes every connection.
+func (s *Pool) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range s.conns {
@@ -441,13 +461,13 @@ func (s *session) close() {
 	if s.agentC != nil {
 		s.agentC.Close()
 	}
-	s.conns = map[string]*nodeConn{}
+	s.conns = map[string]*Conn{}
 }
 
-// forEach runs fn for every node with at most limit at once and returns the
-// errors by node name. Nodes start in order (the first node always gets a
-// slot first: see lockGate).
-func (s *session) forEach(ctx context.Context, nodes []*inventory.Node, limit int, fn func(context.Context, *inventory.Node) error) map[string]error {
+// ForEach runs fn for every node with at most limit at once (limit <= 0:
+// Options.Concurrency) and returns the errors by node name. Nodes start in
+// order, so the first node always gets a slot first.
+func (s *Pool) ForEach(ctx context.Context, nodes []*inventory.Node, limit int, fn func(context.Context, *inventory.Node) error) map[string]error {
 	if limit <= 0 {
 		limit = s.o.Concurrency
 	}

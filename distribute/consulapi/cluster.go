@@ -1,9 +1,10 @@
-package distribute
+package consulapi
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"github.com/mtlsctl/mtlsctl/internal/fingerprint"
@@ -16,6 +17,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/mtlsctl/mtlsctl/consulcfg"
+	"github.com/mtlsctl/mtlsctl/distribute/transport"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
@@ -47,29 +49,42 @@ var ErrNotHealthy = errors.New("consul cluster not healthy")
 // reach each node's 127.0.0.1:8500 through that connection, and the
 // restart/reload commands. It is safe for concurrent use. Close it when done.
 type Cluster struct {
-	s *session
+	p    *transport.Pool
+	topo *inventory.Topology
+	own  bool // Close closes p
 
 	mu      sync.Mutex
 	apis    map[string]*api.Client
 	bundles map[string]*consulcfg.Bundle
 }
 
-// Dial returns a handle on the cluster t describes. It connects lazily: no
-// node is contacted until a method needs it.
-func Dial(ctx context.Context, t *inventory.Topology, o Options) (*Cluster, error) {
+// Dial returns a handle on the cluster t describes, with connections of
+// its own. It connects lazily: no node is contacted until a method needs it.
+func Dial(ctx context.Context, t *inventory.Topology, o transport.Options) (*Cluster, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s, err := newSession(t, o)
+	p, err := transport.New(t, o)
 	if err != nil {
 		return nil, err
 	}
-	return &Cluster{s: s, apis: map[string]*api.Client{}, bundles: map[string]*consulcfg.Bundle{}}, nil
+	c := On(p)
+	c.own = true
+	return c, nil
 }
 
-// Close closes every SSH connection.
+// On returns a handle on the cluster that uses p's connections (a command
+// that also plans or applies shares one connection per node). Closing it
+// leaves p open.
+func On(p *transport.Pool) *Cluster {
+	return &Cluster{p: p, topo: p.Topology(), apis: map[string]*api.Client{}, bundles: map[string]*consulcfg.Bundle{}}
+}
+
+// Close closes the SSH connections when the Cluster made them (Dial).
 func (c *Cluster) Close() error {
-	c.s.close()
+	if c.own {
+		c.p.Close()
+	}
 	return nil
 }
 
@@ -87,9 +102,9 @@ func (c *Cluster) SetBundles(bundles []consulcfg.Bundle) {
 }
 
 func (c *Cluster) node(name string) (*inventory.Node, error) {
-	n := c.s.topo.Node(name)
+	n := c.topo.Node(name)
 	if n == nil {
-		return nil, fmt.Errorf("node %q is not in the cluster file %s", name, c.s.topo.Cluster.Source)
+		return nil, fmt.Errorf("node %q is not in the cluster file %s", name, c.topo.Cluster.Source)
 	}
 	return n, nil
 }
@@ -97,16 +112,16 @@ func (c *Cluster) node(name string) (*inventory.Node, error) {
 // tunnel opens a TCP connection to addr on the node, through its SSH
 // connection (reconnecting once if the connection was lost).
 func (c *Cluster) tunnel(ctx context.Context, n *inventory.Node, addr string) (net.Conn, error) {
-	nc, err := c.s.conn(ctx, n)
+	nc, err := c.p.Conn(ctx, n)
 	if err != nil {
-		return nil, nodeErr(n.Name, "connect", err)
+		return nil, transport.WrapNode(n.Name, "connect", err)
 	}
-	conn, err := nc.client.DialContext(ctx, "tcp", addr)
+	conn, err := nc.Dial(ctx, addr)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, nodeErr(n.Name, "tunnel", fmt.Errorf("%s on the node: %w (is the Consul agent running?)", addr, err))
+		return nil, transport.WrapNode(n.Name, "tunnel", fmt.Errorf("%s on the node: %w (is the Consul agent running?)", addr, err))
 	}
 	return conn, nil
 }
@@ -127,8 +142,8 @@ func (c *Cluster) API(ctx context.Context, node string) (*api.Client, error) {
 	if cl != nil {
 		return cl, nil
 	}
-	if _, err := c.s.conn(ctx, n); err != nil {
-		return nil, nodeErr(n.Name, "connect", err)
+	if _, err := c.p.Conn(ctx, n); err != nil {
+		return nil, transport.WrapNode(n.Name, "connect", err)
 	}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -140,10 +155,10 @@ func (c *Cluster) API(ctx context.Context, node string) (*api.Client, error) {
 	cl, err = api.NewClient(&api.Config{
 		Address:    agentHTTPAddr,
 		Scheme:     "http",
-		HttpClient: &http.Client{Transport: tr, Timeout: c.s.o.StepTimeout},
+		HttpClient: &http.Client{Transport: tr, Timeout: c.p.Options().StepTimeout},
 	})
 	if err != nil {
-		return nil, nodeErr(n.Name, "consul api", err)
+		return nil, transport.WrapNode(n.Name, "consul api", err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -156,13 +171,13 @@ func (c *Cluster) API(ctx context.Context, node string) (*api.Client, error) {
 
 // Restart runs the cluster's restart_command on node.
 func (c *Cluster) Restart(ctx context.Context, node string) error {
-	return c.command(ctx, node, "restart", c.s.topo.Cluster.Consul.RestartCommand)
+	return c.command(ctx, node, "restart", c.topo.Cluster.Consul.RestartCommand)
 }
 
 // Reload runs the cluster's reload_command on node (SIGHUP: certificates,
 // CA files and services are reloaded, the agent keeps running).
 func (c *Cluster) Reload(ctx context.Context, node string) error {
-	return c.command(ctx, node, "reload", c.s.topo.Cluster.Consul.ReloadCommand)
+	return c.command(ctx, node, "reload", c.topo.Cluster.Consul.ReloadCommand)
 }
 
 func (c *Cluster) command(ctx context.Context, node, what, command string) error {
@@ -171,17 +186,16 @@ func (c *Cluster) command(ctx context.Context, node, what, command string) error
 		return err
 	}
 	if strings.TrimSpace(command) == "" {
-		return fmt.Errorf("consul.%s_command is empty in %s", what, c.s.topo.Cluster.Source)
+		return fmt.Errorf("consul.%s_command is empty in %s", what, c.topo.Cluster.Source)
 	}
-	nc, err := c.s.conn(ctx, n)
+	nc, err := c.p.Conn(ctx, n)
 	if err != nil {
-		return nodeErr(node, "connect", err)
+		return transport.WrapNode(node, "connect", err)
 	}
-	c.s.report(node, what, command, nil)
-	script := scriptHeader + fmt.Sprintf("sh -c %s </dev/null\n", q(command))
-	if _, err := nc.run(ctx, what, script); err != nil {
-		c.s.report(node, what, "", err)
-		return nodeErr(node, what, err)
+	c.p.Report(node, what, command, nil)
+	if _, err := nc.Run(ctx, what, CommandScript(command)); err != nil {
+		c.p.Report(node, what, "", err)
+		return transport.WrapNode(node, what, err)
 	}
 	return nil
 }
@@ -216,7 +230,7 @@ func (c *Cluster) CheckCert(ctx context.Context, b *consulcfg.Bundle) CertCheck 
 			caPEM = f.Content
 		}
 	}
-	cc.Expected = certFingerprint(certPEM)
+	cc.Expected = pemFingerprint(certPEM)
 	n, err := c.node(b.Node)
 	if err != nil {
 		cc.Error = err.Error()
@@ -261,7 +275,7 @@ func (c *Cluster) CheckCert(ctx context.Context, b *consulcfg.Bundle) CertCheck 
 		}
 		cc.Error = "the served certificate does not verify against the bundle's CA: " + cve.Err.Error()
 	default:
-		cc.Error = nodeErr(n.Name, "tls handshake", err).Error()
+		cc.Error = transport.WrapNode(n.Name, "tls handshake", err).Error()
 	}
 	if served != nil {
 		cc.Served = derFingerprint(served.Raw)
@@ -270,5 +284,25 @@ func (c *Cluster) CheckCert(ctx context.Context, b *consulcfg.Bundle) CertCheck 
 	return cc
 }
 
-// derFingerprint is certFingerprint for a certificate already decoded.
+// derFingerprint is how mtlsctl shows a certificate (fingerprint.Cert).
 func derFingerprint(der []byte) string { return fingerprint.Cert(der) }
+
+// pemFingerprint is the fingerprint of the first certificate in a PEM bundle.
+func pemFingerprint(data []byte) string {
+	for {
+		var blk *pem.Block
+		blk, data = pem.Decode(data)
+		if blk == nil {
+			return ""
+		}
+		if blk.Type == "CERTIFICATE" {
+			return fingerprint.Cert(blk.Bytes)
+		}
+	}
+}
+
+// CommandScript is the step that runs a cluster-file command (reload,
+// restart) on a node: through `sh -c`, with no stdin.
+func CommandScript(command string) string {
+	return "sh -c " + transport.Quote(command) + " </dev/null\n"
+}

@@ -1,4 +1,4 @@
-package distribute
+package consulapi
 
 import (
 	"encoding/json"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/mtlsctl/mtlsctl/internal/fingerprint"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
@@ -117,7 +118,7 @@ func TestKeyringPoolsHideKeys(t *testing.T) {
 	if pools[0].WAN || !pools[1].WAN {
 		t.Errorf("LAN pools must come before WAN: %+v", pools)
 	}
-	k := pools[0].Key(GossipFingerprint(secret))
+	k := pools[0].Key(fingerprint.Gossip(secret))
 	if k == nil || k.Nodes != 5 || k.PrimaryNodes != 5 {
 		t.Errorf("LAN key entry %+v, want 5 nodes, primary on 5", k)
 	}

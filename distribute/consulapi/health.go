@@ -1,4 +1,4 @@
-package distribute
+package consulapi
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/mtlsctl/mtlsctl/internal/fingerprint"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
@@ -211,7 +212,7 @@ func (c *Cluster) Health(ctx context.Context) (*Health, error) {
 }
 
 func (c *Cluster) health(ctx context.Context, o healthOpts) (*Health, error) {
-	t := c.s.topo
+	t := c.topo
 	h := &Health{Time: time.Now().UTC()}
 	var wg sync.WaitGroup
 	for _, dc := range t.Cluster.Datacenters {
@@ -235,7 +236,7 @@ func (c *Cluster) health(ctx context.Context, o healthOpts) (*Health, error) {
 			}
 		}
 		wg.Go(func() {
-			c.s.forEach(ctx, nodes, 0, func(ctx context.Context, n *inventory.Node) error {
+			c.p.ForEach(ctx, nodes, 0, func(ctx context.Context, n *inventory.Node) error {
 				cc := c.CheckCert(ctx, bundles[n.Name])
 				cmu.Lock()
 				certs[n.Name] = &cc
@@ -280,7 +281,7 @@ func (c *Cluster) health(ctx context.Context, o healthOpts) (*Health, error) {
 // candidates lists a datacenter's nodes, servers first, in file order.
 func (c *Cluster) candidates(dc string) []*inventory.Node {
 	var servers, clients []*inventory.Node
-	for _, n := range c.s.topo.Nodes {
+	for _, n := range c.topo.Nodes {
 		if n.Datacenter != dc {
 			continue
 		}
@@ -347,7 +348,7 @@ func (c *Cluster) dcHealth(ctx context.Context, d *DCHealth) {
 		if err != nil {
 			problems = append(problems, "members: "+err.Error())
 		}
-		if c.s.topo.MultiDC() {
+		if c.topo.MultiDC() {
 			if n.IsServer() {
 				err = c.query(ctx, n.Name, func(cl *api.Client, q *api.QueryOptions) error {
 					ms, err := cl.Agent().Members(true)
@@ -412,7 +413,7 @@ func keyringPools(resp []*api.KeyringResponse) []KeyringPool {
 	for _, r := range resp {
 		p := KeyringPool{WAN: r.WAN, Datacenter: r.Datacenter, Segment: r.Segment, NumNodes: r.NumNodes, Messages: r.Messages}
 		for k, n := range r.Keys {
-			p.Keys = append(p.Keys, KeyCount{Fingerprint: GossipFingerprint(k), Nodes: n, PrimaryNodes: r.PrimaryKeys[k]})
+			p.Keys = append(p.Keys, KeyCount{Fingerprint: fingerprint.Gossip(k), Nodes: n, PrimaryNodes: r.PrimaryKeys[k]})
 		}
 		sort.Slice(p.Keys, func(i, j int) bool { return p.Keys[i].Fingerprint < p.Keys[j].Fingerprint })
 		out = append(out, p)
@@ -549,7 +550,7 @@ func wantedNodes(t *inventory.Topology, names []string) ([]*inventory.Node, erro
 // minutes) it returns the last Health and an error wrapping ErrNotHealthy
 // that lists what was still missing.
 func (c *Cluster) WaitHealthy(ctx context.Context, want Want) (*Health, error) {
-	wanted, err := wantedNodes(c.s.topo, want.Nodes)
+	wanted, err := wantedNodes(c.topo, want.Nodes)
 	if err != nil {
 		return nil, err
 	}
@@ -569,7 +570,7 @@ func (c *Cluster) WaitHealthy(ctx context.Context, want Want) (*Health, error) {
 		h, herr := c.health(ctx, o)
 		if h != nil {
 			last = h
-			problems = h.Problems(c.s.topo, want)
+			problems = h.Problems(c.topo, want)
 			if herr != nil && len(problems) == 0 {
 				problems = []string{herr.Error()}
 			}

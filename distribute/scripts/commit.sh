@@ -1,0 +1,74 @@
+# commit: checks that every staged file (or, on a re-run, the target it was
+# already renamed onto) holds the new content (FILES: sha256<TAB>staged<TAB>
+# target lines, in commit order), backs up the current targets under B
+# (BACKUPS: "dir<TAB>target..." lines; once per run), renames the staged
+# files into place (MOVES: "dir<TAB>staged..." lines, one mv each, the
+# generation file last), syncs the target directories (DIRS) and removes the
+# staging directories (STAGE). Prints COMMITTED once the files are in place,
+# then, with RELOAD=1, runs the reload (reload_agent). Running it twice is
+# harmless.
+held || { echo "the node lock is not held by this apply (run $RUN); another admin may have forced it" >&2; exit "$EX_LOCKED"; }
+check() {
+  if [ -f "$R$1" ]; then
+    s=$(sha256sum <"$R$1") && s=${s%% *} || s=""
+    [ "$s" = "$3" ] || { echo "staged copy of $2 has sha256 $s, want $3" >&2; exit "$EX_STAGED_HASH"; }
+  else
+    s=$(sha256sum <"$R$2" 2>/dev/null) && s=${s%% *} || s=""
+    [ "$s" = "$3" ] || { echo "staged copy of $2 is gone and $2 does not hold the new content" >&2; exit "$EX_STAGED_GONE"; }
+  fi
+}
+# Fast path: every staged file still there with the right hash (one
+# process); otherwise (a re-run after a partial commit) check file by file.
+sums=
+while IFS=$TAB read -r sum st p; do [ -n "$sum" ] && sums="$sums$sum  $R$st$NL"; done <<EOF_FILES
+$FILES
+EOF_FILES
+fast=1
+if ! printf '%s' "$sums" | sha256sum -c --status 2>/dev/null; then
+  fast=0
+  while IFS=$TAB read -r sum st p; do if [ -n "$sum" ]; then check "$st" "$p" "$sum"; fi; done <<EOF_FILES
+$FILES
+EOF_FILES
+fi
+# Back up the current targets, one cp per directory, all before any
+# rename; the marker makes a re-run skip it (targets may be new by then).
+if [ ! -e "$R$B/.complete-$RUN" ]; then
+  while IFS= read -r line; do
+    [ -n "$line" ] || continue
+    set -f; IFS=$TAB; set -- $line; IFS=" $TAB$NL"; set +f
+    d=$1; shift
+    mkdir -p -- "$R$B$d" || exit "$EX_BACKUP"
+    for p; do shift; if [ -f "$R$p" ]; then set -- "$@" "$R$p"; fi; done
+    if [ $# -gt 0 ]; then cp -p -- "$@" "$R$B$d/" || { echo "cannot back up the files of $d" >&2; exit "$EX_BACKUP"; }; fi
+  done <<EOF_BACKUPS
+$BACKUPS
+EOF_BACKUPS
+  : >"$R$B/.complete-$RUN" || exit "$EX_BACKUP"
+fi
+if [ "$fast" = 1 ]; then
+  while IFS= read -r line; do
+    [ -n "$line" ] || continue
+    set -f; IFS=$TAB; set -- $line; IFS=" $TAB$NL"; set +f
+    d=$1; shift
+    for p; do shift; set -- "$@" "$R$p"; done
+    mv -f -- "$@" "$R$d/" || { echo "cannot rename the staged files into $d" >&2; exit "$EX_RENAME"; }
+  done <<EOF_MOVES
+$MOVES
+EOF_MOVES
+else
+  while IFS=$TAB read -r sum st p; do
+    [ -n "$sum" ] || continue
+    if [ -f "$R$st" ]; then mv -f "$R$st" "$R$p" || { echo "cannot rename the staged file onto $p" >&2; exit "$EX_RENAME"; }; fi
+  done <<EOF_FILES
+$FILES
+EOF_FILES
+fi
+set --
+while IFS= read -r d; do [ -n "$d" ] && set -- "$@" "$R$d"; done <<EOF_DIRS
+$DIRS
+EOF_DIRS
+sync -- "$@" 2>/dev/null || sync
+for d; do rm -rf -- "$d/$STAGE"; done
+printf 'COMMITTED\n'
+[ "$RELOAD" = 1 ] || exit 0
+reload_agent

@@ -1,0 +1,254 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/mtlsctl/mtlsctl/inventory"
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+// Conn is the one SSH connection to a node. On it run at most two sessions
+// for the whole command: the remote shell (Run) and SFTP (SFTP, Download).
+type Conn struct {
+	s      *Pool
+	node   *inventory.Node
+	ep     endpoint
+	client *ssh.Client
+	sudo   bool // run the shell with sudo -n; upload into the user's home first
+
+	runMu sync.Mutex // one step at a time on the shell
+	sh    *shell
+
+	mu     sync.Mutex
+	sftpc  *sftp.Client
+	home   string
+	lost   bool
+	closed bool
+}
+
+// Node is the node this connection reaches.
+func (c *Conn) Node() *inventory.Node { return c.node }
+
+// Addr is the SSH endpoint (host:port).
+func (c *Conn) Addr() string { return c.ep.addr() }
+
+// Sudo reports whether steps run through sudo (a non-root user with
+// ssh.sudo set): uploads then go to the user's home first.
+func (c *Conn) Sudo() bool { return c.sudo }
+
+func (c *Conn) markBroken() {
+	c.mu.Lock()
+	c.lost = true
+	c.mu.Unlock()
+}
+
+// Broken reports whether the connection was lost.
+func (c *Conn) Broken() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lost && !c.closed
+}
+
+func (c *Conn) close() {
+	c.mu.Lock()
+	c.closed = true
+	if c.sftpc != nil {
+		c.sftpc.Close()
+	}
+	c.mu.Unlock()
+	c.runMu.Lock()
+	if c.sh != nil {
+		c.sh.close()
+		c.sh = nil
+	}
+	c.runMu.Unlock()
+	c.client.Close()
+}
+
+// Step runs fn under the step deadline (Options.StepTimeout). On expiry or
+// cancellation the connection is closed, which unblocks fn; the node is
+// unusable afterwards.
+func (c *Conn) Step(ctx context.Context, name string, fn func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	t := c.s.o.StepTimeout
+	timer := time.NewTimer(t)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		if err != nil && (c.Broken() || errors.Is(err, sftp.ErrSSHFxConnectionLost) || errors.Is(err, io.EOF)) {
+			return fmt.Errorf("%w: connection to %s lost during %s: %v", ErrUnreachable, c.ep.addr(), name, err)
+		}
+		return err
+	case <-timer.C:
+		c.client.Close()
+		<-done
+		return fmt.Errorf("%w: %s on %s took longer than %s", ErrTimeout, name, c.ep.addr(), t)
+	case <-ctx.Done():
+		c.client.Close()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// SFTP returns the node's SFTP client, opening it on first use. Writes are
+// pipelined: many requests in flight on one session.
+func (c *Conn) SFTP(ctx context.Context) (*sftp.Client, error) {
+	c.mu.Lock()
+	sc := c.sftpc
+	c.mu.Unlock()
+	if sc != nil {
+		return sc, nil
+	}
+	err := c.Step(ctx, "open sftp", func() error {
+		var err error
+		sc, err = sftp.NewClient(c.client, sftp.UseConcurrentWrites(true), sftp.MaxConcurrentRequestsPerFile(64))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sftp subsystem: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sftpc != nil {
+		sc.Close()
+		return c.sftpc, nil
+	}
+	c.sftpc = sc
+	return sc, nil
+}
+
+// HomeDir is the remote user's home (SFTP's working directory).
+func (c *Conn) HomeDir(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	h := c.home
+	c.mu.Unlock()
+	if h != "" {
+		return h, nil
+	}
+	sc, err := c.SFTP(ctx)
+	if err != nil {
+		return "", err
+	}
+	err = c.Step(ctx, "getwd", func() error {
+		h, err = sc.Getwd()
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	c.home = h
+	c.mu.Unlock()
+	return h, nil
+}
+
+// ScriptError is a step's non-zero exit with its stderr (steps never print
+// secrets).
+type ScriptError struct {
+	Step   string
+	Code   int
+	Stderr string
+}
+
+func (e *ScriptError) Error() string {
+	msg := lastBytes(e.Stderr, 2000)
+	if msg == "" {
+		msg = "no message"
+	}
+	return fmt.Sprintf("remote step %s exited %d: %s", e.Step, e.Code, msg)
+}
+
+// Run runs script as one step on the node's remote shell (opened on first
+// use: one session, one login, for the whole command) and returns its
+// stdout. A non-zero exit is a *ScriptError carrying the step's stderr.
+func (c *Conn) Run(ctx context.Context, name, script string) (string, error) {
+	c.runMu.Lock()
+	defer c.runMu.Unlock()
+	var out string
+	err := c.Step(ctx, name, func() error {
+		if c.sh == nil || c.sh.dead {
+			if c.sh != nil {
+				c.sh.close()
+			}
+			sh, err := openShell(c.client, c.sudo)
+			if err != nil {
+				return err
+			}
+			c.sh = sh
+		}
+		var err error
+		out, err = c.sh.run(name, script)
+		return err
+	})
+	return out, err
+}
+
+// Dial opens a TCP connection to addr as seen from the node (a direct-tcpip
+// channel on the SSH connection: no session, no shell).
+func (c *Conn) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	return c.client.DialContext(ctx, "tcp", addr)
+}
+
+// Download reads whole files concurrently on the SFTP session, with reads
+// sized from the file's size. Missing files map to nil with no error.
+func (c *Conn) Download(ctx context.Context, paths []string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	if len(paths) == 0 {
+		return out, nil
+	}
+	sc, err := c.SFTP(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	err = c.Step(ctx, "download", func() error {
+		var wg sync.WaitGroup
+		var firstErr error
+		for _, p := range paths {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				b, err := readRemote(sc, p)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil && firstErr == nil {
+					firstErr = fmt.Errorf("read %s: %w", p, err)
+				}
+				out[p] = b
+			}()
+		}
+		wg.Wait()
+		return firstErr
+	})
+	return out, err
+}
+
+func readRemote(sc *sftp.Client, p string) ([]byte, error) {
+	f, err := sc.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var buf bytes.Buffer
+	if _, err := f.WriteTo(&buf); err != nil && err != io.EOF {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func lastBytes(s string, n int) string {
+	s = string(bytes.TrimSpace([]byte(s)))
+	if len(s) > n {
+		s = s[len(s)-n:]
+	}
+	return s
+}
