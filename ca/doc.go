@@ -36,8 +36,9 @@
 //
 // Every write is atomic: a temporary file in the same directory is written,
 // flushed to disk, given its mode and renamed over the target, and the
-// directory is then flushed so the rename survives a crash
-// ([WriteFileAtomic]). [State.Generate] does all its work in memory first
+// directory is then flushed so the rename survives a crash (the program's
+// one helper for this, internal/atomicfile; many files at once share one
+// flush). [State.Generate] does all its work in memory first
 // and writes only once everything succeeded, in an order (CA, gossip key,
 // leaves, ports) that lets a re-run converge after an interruption.
 //

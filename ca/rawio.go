@@ -3,25 +3,16 @@ package ca
 import (
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
 // The state holds a few files per node, so a 1,000-node cluster means
-// thousands of small reads and writes. They go through raw descriptors:
-// os.File registers every file with the poller (two or three more system
-// calls per file, for files that can never block).
-
-// narrows reports whether creating with perm under umask (-1: unknown)
-// may not give exactly perm, so that a chmod is needed.
-func narrows(umask int, perm os.FileMode) bool {
-	return umask < 0 || perm.Perm()&os.FileMode(umask) != 0
-}
+// thousands of small reads. They go through raw descriptors: os.File
+// registers every file with the poller (two or three more system calls per
+// file, for files that can never block). Writes go through
+// internal/atomicfile, which does the same.
 
 func ignoringEINTR(f func() error) error {
 	for {
@@ -73,41 +64,5 @@ func readFileAt(dirfd int, name, path string, secret bool) ([]byte, error) {
 			return data, nil
 		}
 		data = data[:len(data)+n]
-	}
-}
-
-// writeAll writes data to fd, retrying short writes.
-func writeAll(fd int, data []byte) error {
-	for len(data) > 0 {
-		n, err := unix.Write(fd, data)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		data = data[n:]
-	}
-	return nil
-}
-
-// createTemp creates a new file for writing beside path, named
-// .<base>.tmp-<random>, with mode (less the umask); O_EXCL and O_NOFOLLOW:
-// it never opens an existing file or follows a link.
-func createTemp(path string, mode os.FileMode) (int, string, error) {
-	dir, prefix := filepath.Dir(path), "."+filepath.Base(path)+strings.TrimSuffix(tempPattern, "*")
-	for try := 0; ; try++ {
-		name := filepath.Join(dir, prefix+strconv.FormatUint(uint64(rand.Uint32()), 10))
-		var fd int
-		err := ignoringEINTR(func() (err error) {
-			fd, err = unix.Open(name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode.Perm()))
-			return err
-		})
-		if err == nil {
-			return fd, name, nil
-		}
-		if err != unix.EEXIST || try == 100 {
-			return -1, "", &fs.PathError{Op: "open", Path: name, Err: err}
-		}
 	}
 }

@@ -24,23 +24,22 @@ var (
 
 // File and directory names inside the state directory.
 const (
-	caDir       = "ca"
-	caCertFile  = "consul-agent-ca.pem"
-	caKeyFile   = "consul-agent-ca-key.pem"
-	archiveDir  = "archive"
-	trustDir    = "trust"
-	gossipFile  = "gossip.json"
-	nodesDir    = "nodes"
-	certFile    = "cert.pem"
-	keyFile     = "key.pem"
-	specFile    = "spec.json"
-	portsFile   = "ports.json"
-	lockFile    = "lock"
-	dirMode     = 0o700
-	secretMode  = 0o600
-	publicMode  = 0o644
-	looseBits   = 0o077
-	tempPattern = ".tmp-*"
+	caDir      = "ca"
+	caCertFile = "consul-agent-ca.pem"
+	caKeyFile  = "consul-agent-ca-key.pem"
+	archiveDir = "archive"
+	trustDir   = "trust"
+	gossipFile = "gossip.json"
+	nodesDir   = "nodes"
+	certFile   = "cert.pem"
+	keyFile    = "key.pem"
+	specFile   = "spec.json"
+	portsFile  = "ports.json"
+	lockFile   = "lock"
+	dirMode    = 0o700
+	secretMode = 0o600
+	publicMode = 0o644
+	looseBits  = 0o077
 )
 
 // OpenOptions says how to open a state directory.

@@ -13,7 +13,7 @@ import (
 
 	sockaddrtemplate "github.com/hashicorp/go-sockaddr/template"
 
-	"github.com/mtlsctl/mtlsctl/internal/consultest"
+	"github.com/mtlsctl/mtlsctl/internal/testinfra/consultest"
 )
 
 // TestConsulValidate runs the real `consul validate` of the matching version

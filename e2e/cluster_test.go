@@ -1,6 +1,6 @@
 // Live-cluster tests: mtlsctl's real pipeline (generate, apply, verify,
 // rolling restarts) against real Consul agents on real OpenSSH hosts. Each
-// node is a network namespace built by internal/testnet, with its own
+// node is a network namespace built by internal/testinfra/testnet, with its own
 // /etc/consul.d, data dir, node state dir and root home, and a systemctl
 // stand-in that manages the agent. The tests skip unless they run as root
 // with sshd and the Consul binaries (scripts/build-consul.sh) available.
@@ -21,8 +21,8 @@ import (
 
 	"github.com/mtlsctl/mtlsctl/distribute"
 	"github.com/mtlsctl/mtlsctl/internal/app"
-	"github.com/mtlsctl/mtlsctl/internal/consultest"
-	"github.com/mtlsctl/mtlsctl/internal/testnet"
+	"github.com/mtlsctl/mtlsctl/internal/testinfra/consultest"
+	"github.com/mtlsctl/mtlsctl/internal/testinfra/testnet"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
 

@@ -18,7 +18,7 @@ import (
 
 	"github.com/mtlsctl/mtlsctl/distribute"
 	"github.com/mtlsctl/mtlsctl/internal/app"
-	"github.com/mtlsctl/mtlsctl/internal/testnet"
+	"github.com/mtlsctl/mtlsctl/internal/testinfra/testnet"
 )
 
 // lcCheckHealth asserts the shape every healthy cluster has: per datacenter a

@@ -22,8 +22,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/mtlsctl/mtlsctl/internal/consultest"
-	"github.com/mtlsctl/mtlsctl/internal/testnet"
+	"github.com/mtlsctl/mtlsctl/internal/testinfra/consultest"
+	"github.com/mtlsctl/mtlsctl/internal/testinfra/testnet"
 )
 
 // The distribute tests drive the mtlsctl binary against three real OpenSSH

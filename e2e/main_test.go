@@ -1,5 +1,5 @@
 // Package e2e holds the end-to-end tests: the mtlsctl binary driven as a
-// subprocess, as a user would, against real OpenSSH hosts (internal/testnet)
+// subprocess, as a user would, against real OpenSSH hosts (internal/testinfra/testnet)
 // and real Consul agents. Every test skips cleanly when the machine cannot
 // host them (not root, no sshd, no network namespaces).
 package e2e

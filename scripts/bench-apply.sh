@@ -2,7 +2,7 @@
 # Side-by-side distribution benchmark: `mtlsctl apply` against scp and
 # `sftp -b` (one per node through xargs -P), parallel-scp (Debian's pssh) and
 # Ansible's copy module (Debian's ansible), pushing the same rendered bundle
-# to 20 and then 50 real sshd hosts (internal/testnet network namespaces on
+# to 20 and then 50 real sshd hosts (internal/testinfra/testnet network namespaces on
 # 198.18.60.0/24), then apply and scp through a delaying proxy at 20 and
 # 50 ms round trips. Writes a Markdown report (default docs/bench-apply.md).
 #

@@ -14,5 +14,5 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 # Packages run in parallel: each network-namespace test uses its own subnet
-# and name prefix (internal/testnet refuses a subnet already in use).
+# and name prefix (internal/testinfra/testnet refuses a subnet already in use).
 go test -count=1 -timeout 25m "$@" ./...

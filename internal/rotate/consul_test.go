@@ -20,7 +20,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/mtlsctl/mtlsctl/ca"
-	"github.com/mtlsctl/mtlsctl/internal/consultest"
+	"github.com/mtlsctl/mtlsctl/internal/testinfra/consultest"
 )
 
 // freePorts returns n consecutive ports in a high range that are free on

@@ -266,7 +266,7 @@ func (n *Net) setupSudoUser() error {
 		}
 	}
 
-	content := fmt.Sprintf(`# Written by internal/testnet (prefix %s); removed when the test ends.
+	content := fmt.Sprintf(`# Written by internal/testinfra/testnet (prefix %s); removed when the test ends.
 Defaults:%[2]s secure_path="%[3]s"
 Defaults:%[2]s !requiretty
 %[2]s ALL=(ALL:ALL) NOPASSWD: ALL

@@ -1,9 +1,9 @@
 //go:build !linux
 
-package ca
+package atomicfile
 
 const syncfsSupported = false
 
 // syncFS is never called where syncfs(2) does not exist: batches fall back
 // to an fsync per file and directory.
-func syncFS(dir string) error { return syncDir(dir) }
+func syncFS(dir string) error { return SyncDir(dir) }

@@ -139,7 +139,7 @@ func (nd *Node) prepare(authorizedKey []byte) error {
 	if err := os.WriteFile(authFile, authorizedKey, 0o644); err != nil {
 		return err
 	}
-	conf := fmt.Sprintf(`# sshd_config for testnet node %s, written by internal/testnet.
+	conf := fmt.Sprintf(`# sshd_config for testnet node %s, written by internal/testinfra/testnet.
 ListenAddress %s
 HostKey %s
 PidFile %s

@@ -58,7 +58,7 @@ func writeService(svcRoot, name string, d ServiceDef) error {
 		return err
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "#!/bin/sh\n# service %s, written by internal/testnet\n", name)
+	fmt.Fprintf(&b, "#!/bin/sh\n# service %s, written by internal/testinfra/testnet\n", name)
 	fmt.Fprintf(&b, "echo $$ > %s\n", shellQuote(filepath.Join(dir, "pid")))
 	for _, kv := range d.Env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -97,7 +97,7 @@ func systemctlScript(node, svcRoot string) string {
 }
 
 const systemctlTemplate = `#!/bin/sh
-# systemctl stand-in for testnet node @NODE@, written by internal/testnet.
+# systemctl stand-in for testnet node @NODE@, written by internal/testinfra/testnet.
 # It is not systemd: it manages only the units defined under the directory
 # below (run = the command, pid = its PID, log = its output).
 svcroot=@SVCROOT@
