@@ -149,31 +149,40 @@ func planCommand() *cli.Command {
 		Usage: "show, per node, which files would be created, changed or left alone (changes nothing)",
 		Flags: append(sshFlags(),
 			&cli.BoolFlag{Name: "detailed-exitcode", Usage: "exit 2 when changes are pending, 0 when none"},
+			&cli.StringFlag{Name: "out", Usage: "save the plan to `FILE`; `mtlsctl apply FILE` then applies exactly it"},
 		),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			return app.Plan(c.Context, common(c), distOptions(c), c.Bool("detailed-exitcode"))
+			return app.Plan(c.Context, common(c), distOptions(c), app.PlanOptions{
+				DetailedExit: c.Bool("detailed-exitcode"),
+				Out:          c.String("out"),
+			})
 		},
 	}
 }
 
 func applyCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "apply",
-		Usage: "push every node's bundle consistently: stage everywhere, verify, commit everywhere, reload, wait until healthy",
+		Name:      "apply",
+		Usage:     "push every node's bundle consistently: stage everywhere, verify, commit everywhere, reload, wait until healthy",
+		ArgsUsage: "[PLAN-FILE]",
+		Description: "Without PLAN-FILE, apply plans, shows the plan, asks, and applies exactly that plan.\n" +
+			"With a file saved by `plan -out FILE`, it applies that plan without asking, and refuses\n" +
+			"if the state, the cluster file or any node changed since.",
 		Flags: append(sshFlags(),
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
 			&cli.BoolFlag{Name: "force-unlock", Usage: "take over state and node locks left by a dead mtlsctl run (refused while it runs)"},
 		),
 		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
+			if c.NArg() > 1 {
+				return usageError{fmt.Sprintf("apply takes at most one argument, a saved plan file; got %d", c.NArg())}
 			}
 			return app.Apply(c.Context, common(c), distOptions(c), app.ApplyOptions{
 				Yes:         c.Bool("yes"),
 				ForceUnlock: c.Bool("force-unlock"),
+				PlanFile:    c.Args().First(),
 			})
 		},
 	}

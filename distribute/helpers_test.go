@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mtlsctl/mtlsctl/consulcfg"
+	"github.com/mtlsctl/mtlsctl/distribute/transport"
 	"github.com/mtlsctl/mtlsctl/internal/sshsandbox"
 	"github.com/mtlsctl/mtlsctl/inventory"
 	"golang.org/x/crypto/ssh"
@@ -128,7 +129,7 @@ func newFixture(t testing.TB, specs ...nodeSpec) *fixture {
 }
 
 func (f *fixture) opts() Options {
-	return Options{HomeDir: f.home, KnownHostsFiles: []string{}, JournalDir: f.journal, ConnectTimeout: 5 * time.Second, StepTimeout: 20 * time.Second}
+	return Options{Options: transport.Options{HomeDir: f.home, KnownHostsFiles: []string{}, ConnectTimeout: 5 * time.Second, StepTimeout: 20 * time.Second}, JournalDir: f.journal}
 }
 
 func selfSigned(t testing.TB, cn string, notAfter time.Time) []byte {

@@ -8,12 +8,13 @@ import (
 	"github.com/mtlsctl/mtlsctl/internal/sshsandbox"
 )
 
-// Every session costs the node a fork of sshd and a shell: an apply must
-// stay within one connection and a fixed number of sessions per node,
-// whatever the number of files (inspect, lock, verify with consul validate,
-// commit with reload: four scripts, and one SFTP session for the upload).
+// Every exec session costs the node a fork of sshd and a login shell that
+// reads the user's dotfiles: an apply must stay within one connection and
+// at most two sessions per node, whatever the number of files: one remote
+// shell that runs every step (inspect, lock, verify with consul validate,
+// commit with reload) and one SFTP session for the upload.
 func TestApplyRemoteWorkBudget(t *testing.T) {
-	const maxExec, maxSFTP = 4, 1
+	const maxExec, maxSFTP = 1, 1
 	f := newFixture(t, nodeSpec{name: "s1", server: true}, nodeSpec{name: "s2", server: true}, nodeSpec{name: "c1"})
 	tests := []struct {
 		name    string

@@ -108,7 +108,7 @@ func TestConsulValidateBeforeCommit(t *testing.T) {
 					t.Errorf("error %v does not wrap ErrConsulValidate", err)
 				}
 				var ne *NodeError
-				if !errors.As(err, &ne) || ne.Node != tc.badNode || ne.Step != "validate" {
+				if !errors.As(err, &ne) || ne.Node != tc.badNode || ne.Op != "validate" {
 					t.Errorf("error %v: want a NodeError for %s at step validate", err, tc.badNode)
 				}
 				if !strings.Contains(err.Error(), "/etc/consul.d/bad.json:") || strings.Contains(err.Error(), validatePrefix) {

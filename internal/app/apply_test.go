@@ -49,7 +49,7 @@ func sandboxCluster(t *testing.T) (Common, DistOptions) {
 
 func pending(t *testing.T, c Common, d DistOptions) bool {
 	t.Helper()
-	err := Plan(context.Background(), c, d, true)
+	err := Plan(context.Background(), c, d, PlanOptions{DetailedExit: true})
 	switch err.(type) {
 	case nil:
 		return false

@@ -87,7 +87,7 @@ func Demo(ctx context.Context, c Common, o DemoOptions) error {
 		return err
 	}
 	step("mtlsctl plan")
-	if err := Plan(ctx, sub, d, false); err != nil {
+	if err := Plan(ctx, sub, d, PlanOptions{}); err != nil {
 		return err
 	}
 	step("mtlsctl apply --yes   (stage on every node, verify, commit everywhere, reload)")
@@ -99,7 +99,7 @@ func Demo(ctx context.Context, c Common, o DemoOptions) error {
 		return err
 	}
 	step("mtlsctl plan --detailed-exitcode   (again: nothing left to do)")
-	if err := Plan(ctx, sub, d, true); err != nil {
+	if err := Plan(ctx, sub, d, PlanOptions{DetailedExit: true}); err != nil {
 		return err
 	}
 	reloads := 0

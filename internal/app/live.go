@@ -8,32 +8,25 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/mtlsctl/mtlsctl/consulcfg"
-	"github.com/mtlsctl/mtlsctl/distribute"
-	"github.com/mtlsctl/mtlsctl/inventory"
+	"github.com/mtlsctl/mtlsctl/distribute/consulapi"
 )
 
 // VerifyTimeout bounds how long VerifyCluster waits for the cluster to be
 // healthy after an apply.
 const VerifyTimeout = 2 * time.Minute
 
-// VerifyCluster is what apply runs after a successful push: it waits (at
+// verifyCluster is what apply runs after a successful push: it waits (at
 // most VerifyTimeout) until every datacenter has a leader, every server is
 // a Raft voter, every agent is an alive member (LAN, and WAN for servers)
 // and every agent serves the certificate mtlsctl issued, then prints the
 // leader, members and keyring. With -o json the summary goes to stderr, so
 // stdout keeps the apply's JSON.
-func VerifyCluster(ctx context.Context, c Common, d DistOptions) (*distribute.Health, error) {
-	_, _, cl, err := dialLive(ctx, c, d)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
+func verifyCluster(ctx context.Context, c Common, cl *consulapi.Cluster) (*consulapi.Health, error) {
 	c.printf("\nwaiting for the Consul cluster (leader, voters, members, certificates; at most %s)\n", VerifyTimeout)
 	wctx, cancel := context.WithTimeout(ctx, VerifyTimeout)
 	defer cancel()
 	start := time.Now()
-	h, err := cl.WaitHealthy(wctx, distribute.Want{Certs: true})
+	h, err := cl.WaitHealthy(wctx, consulapi.Want{Certs: true})
 	if err == nil {
 		// One full pass for the report: WaitHealthy skips the keyring (a
 		// Serf query, seconds on big clusters) unless it waits for a key.
@@ -55,18 +48,13 @@ func VerifyCluster(ctx context.Context, c Common, d DistOptions) (*distribute.He
 	return h, nil
 }
 
-// LiveStatus reads the live cluster for `status`: per datacenter the
+// liveStatus reads the live cluster for `status`: per datacenter the
 // leader, Raft peers and members, the keyring, and per node whether its
 // agent serves the certificate mtlsctl issued. In text mode it prints the
 // report; the caller adds the returned Health to its JSON. The error says
 // what is wrong (ErrNotHealthy) when the cluster is not healthy.
-func LiveStatus(ctx context.Context, c Common, d DistOptions) (*distribute.Health, error) {
-	t, bundles, cl, err := dialLive(ctx, c, d)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	h, err := cl.Health(ctx)
+func liveStatus(ctx context.Context, c Common, r *remote) (*consulapi.Health, error) {
+	h, err := r.live().Health(ctx)
 	if h != nil && !c.JSON {
 		fmt.Fprintln(c.stdout())
 		writeHealth(c.stdout(), h)
@@ -74,29 +62,14 @@ func LiveStatus(ctx context.Context, c Common, d DistOptions) (*distribute.Healt
 	if err != nil {
 		return h, err
 	}
-	if p := h.Problems(t, distribute.Want{Certs: len(bundles) > 0}); len(p) > 0 {
-		return h, fmt.Errorf("%w: %s", distribute.ErrNotHealthy, strings.Join(p, "; "))
+	if p := h.Problems(r.t, consulapi.Want{Certs: len(r.bundles) > 0}); len(p) > 0 {
+		return h, fmt.Errorf("%w: %s", consulapi.ErrNotHealthy, strings.Join(p, "; "))
 	}
 	return h, nil
 }
 
-// dialLive opens the live-cluster handle (SSH to every node, Consul API
-// through tunnels) with the bundles set, so certificates can be checked.
-func dialLive(ctx context.Context, c Common, d DistOptions) (*inventory.Topology, []consulcfg.Bundle, *distribute.Cluster, error) {
-	t, bundles, _, o, err := remoteSetup(c, d)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	cl, err := distribute.Dial(ctx, t, withoutJournal(o))
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	cl.SetBundles(bundles)
-	return t, bundles, cl, nil
-}
-
 // writeHealth prints a Health report: datacenters, keyring, nodes.
-func writeHealth(w io.Writer, h *distribute.Health) {
+func writeHealth(w io.Writer, h *consulapi.Health) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DATACENTER\tLEADER\tVOTERS\tMEMBERS\tWAN\tASKED\tERROR")
 	for _, d := range h.Datacenters {
@@ -155,7 +128,7 @@ func writeHealth(w io.Writer, h *distribute.Health) {
 }
 
 // countStatus summarises a member list: "5 alive" or "4 alive, 1 failed".
-func countStatus(ms []distribute.Member) string {
+func countStatus(ms []consulapi.Member) string {
 	if len(ms) == 0 {
 		return "-"
 	}
@@ -164,7 +137,7 @@ func countStatus(ms []distribute.Member) string {
 		counts[m.Status]++
 	}
 	var parts []string
-	for _, s := range []string{distribute.MemberAlive, distribute.MemberFailed, distribute.MemberLeaving, distribute.MemberLeft, distribute.MemberNone} {
+	for _, s := range []string{consulapi.MemberAlive, consulapi.MemberFailed, consulapi.MemberLeaving, consulapi.MemberLeft, consulapi.MemberNone} {
 		if counts[s] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/mtlsctl/mtlsctl/ca"
 	"github.com/mtlsctl/mtlsctl/consulcfg"
 	"github.com/mtlsctl/mtlsctl/distribute"
+	"github.com/mtlsctl/mtlsctl/distribute/consulapi"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
@@ -42,9 +43,18 @@ type DistOptions struct {
 type ApplyOptions struct {
 	Yes         bool // skip the confirmation prompt
 	ForceUnlock bool
+	// PlanFile applies a plan saved by `plan -out FILE`, exactly, without
+	// asking: refused when the bundles or any node changed since.
+	PlanFile string
 }
 
-// distribute builds the transport options from the flags and the state dir.
+// PlanOptions are the options of `plan`.
+type PlanOptions struct {
+	DetailedExit bool   // exit 2 (ChangesPending) when a node has changes
+	Out          string // save the plan to this file for `apply FILE`
+}
+
+// distOptions builds the transport options from the flags and the state dir.
 func (c Common) distOptions(d DistOptions, st *ca.State) distribute.Options {
 	o := d.Dial
 	o.Concurrency = d.Concurrency
@@ -58,9 +68,9 @@ func (c Common) distOptions(d DistOptions, st *ca.State) distribute.Options {
 		o.HomeDir = d.HomeDir
 	}
 	if st != nil {
-		o.JournalDir = filepath.Join(st.Dir(), "apply")
+		o.JournalDir = filepath.Join(st.Dir(), "apply") // TODO(merge): st.JournalDir()
 	}
-	o.Progress = newProgress(c.stderr(), c.Interactive)
+	o.Progress = newProgress(c.stderr(), c.Interactive && !c.JSON)
 	if c.Interactive {
 		o.Passphrase = c.askPassphrase
 	}
@@ -108,31 +118,73 @@ func selectBundles(t *inventory.Topology, bundles []consulcfg.Bundle, names []st
 	return out, nil
 }
 
-// remoteSetup loads everything a remote command needs.
-func remoteSetup(c Common, d DistOptions) (*inventory.Topology, []consulcfg.Bundle, *ca.State, distribute.Options, error) {
+// remote is what every command that reaches the nodes builds once: the
+// topology, the selected nodes' bundles, the state and one session (one SSH
+// connection per node, shared by plan, apply, status and the live checks).
+type remote struct {
+	t       *inventory.Topology
+	bundles []consulcfg.Bundle
+	st      *ca.State
+	o       distribute.Options
+	sess    *distribute.Session
+}
+
+// openRemote loads the cluster file and the state, renders the bundles of
+// the selected nodes and opens the session (connections are made lazily).
+func openRemote(c Common, d DistOptions) (*remote, error) {
 	t, bundles, err := loadBundles(c)
 	if err != nil {
-		return nil, nil, nil, distribute.Options{}, err
+		return nil, err
 	}
 	if bundles, err = selectBundles(t, bundles, d.Nodes); err != nil {
-		return nil, nil, nil, distribute.Options{}, err
+		return nil, err
 	}
 	st, err := ca.Open(c.State, ca.OpenOptions{})
 	if err != nil {
-		return nil, nil, nil, distribute.Options{}, err
+		return nil, err
 	}
-	return t, bundles, st, c.distOptions(d, st), nil
+	o := c.distOptions(d, st)
+	sess, err := distribute.Open(t, o)
+	if err != nil {
+		return nil, err
+	}
+	return &remote{t: t, bundles: bundles, st: st, o: o, sess: sess}, nil
 }
 
-// Plan shows what apply would change on every node, changing nothing.
-func Plan(ctx context.Context, c Common, d DistOptions, detailedExit bool) error {
-	t, bundles, _, o, err := remoteSetup(c, d)
+func (r *remote) close() { r.sess.Close() }
+
+// rebundle renders the selected nodes' bundles again from the state (a
+// rotation changes the state between its pushes).
+func (r *remote) rebundle(c Common, d DistOptions) error {
+	t, bundles, err := loadBundles(c)
 	if err != nil {
 		return err
 	}
-	o.JournalDir = "" // plan never writes, not even a journal
-	res, err := distribute.Plan(ctx, t, bundles, o)
-	if res == nil {
+	if bundles, err = selectBundles(t, bundles, d.Nodes); err != nil {
+		return err
+	}
+	r.bundles = bundles
+	return nil
+}
+
+// live is the session's live-cluster handle, told which certificate each
+// selected node must serve.
+func (r *remote) live() *consulapi.Cluster {
+	cl := r.sess.Live()
+	cl.SetBundles(r.bundles)
+	return cl
+}
+
+// Plan shows what apply would change on every node, changing nothing; with
+// p.Out it also saves the plan for `apply FILE`.
+func Plan(ctx context.Context, c Common, d DistOptions, po PlanOptions) error {
+	r, err := openRemote(c, d)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	res, err := r.sess.Plan(ctx, r.bundles, distribute.PlanOptions{Diffs: true})
+	if err != nil {
 		return err
 	}
 	if c.JSON {
@@ -142,10 +194,16 @@ func Plan(ctx context.Context, c Common, d DistOptions, detailedExit bool) error
 	} else {
 		writePlan(c.stdout(), res)
 	}
-	if err != nil {
+	if res.Err() != nil {
 		return fmt.Errorf("%w: %d node(s) could not be planned", ErrReported, countPlanErrors(res))
 	}
-	if detailedExit && res.Changes() {
+	if po.Out != "" {
+		if err := distribute.SavePlan(po.Out, res); err != nil {
+			return fmt.Errorf("saving the plan: %w", err)
+		}
+		c.printf("\nsaved the plan to %s: `mtlsctl apply %s` applies exactly this, and refuses if a node changed since\n", po.Out, po.Out)
+	}
+	if po.DetailedExit && res.Changes() {
 		return ChangesPending{Nodes: countPlanChanges(res)}
 	}
 	return nil
@@ -224,45 +282,73 @@ func orNone(s string) string {
 	return s
 }
 
-// Apply pushes every bundle: plan, confirm, stage everywhere and verify,
-// commit everywhere, reload.
+// Apply pushes every bundle: it takes the state lock, finishes an
+// interrupted apply, plans (or loads the saved plan), shows the plan and
+// asks, then applies exactly that plan (stage everywhere and verify, commit
+// everywhere, reload) and waits for the cluster to be healthy, all on one
+// connection per node.
 func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
-	t, bundles, st, o, err := remoteSetup(c, d)
+	r, err := openRemote(c, d)
 	if err != nil {
 		return err
 	}
-	o.ForceUnlock = a.ForceUnlock
-	if !a.Yes {
-		plan, perr := distribute.Plan(ctx, t, bundles, withoutJournal(o))
-		if plan == nil {
-			return perr
+	defer r.close()
+	var plan *distribute.PlanResult
+	if a.PlanFile != "" {
+		// Checked before anything else: a stale plan changes nothing.
+		if plan, err = distribute.LoadPlan(a.PlanFile); err != nil {
+			return err
 		}
-		// The plan is for the person confirming; with -o json stdout is
-		// kept for the apply's result.
-		planOut := c.stdout()
-		if c.JSON {
-			planOut = c.stderr()
+		if err := plan.Attach(r.bundles); err != nil {
+			return fmt.Errorf("%s: %w; run `mtlsctl plan -out FILE` again", a.PlanFile, err)
 		}
-		writePlan(planOut, plan)
-		if perr != nil {
-			return fmt.Errorf("%w: fix the unreachable node(s) first; apply pushes to all nodes or none", ErrReported)
-		}
-		if plan.Changes() || fileExists(filepath.Join(o.JournalDir, "apply-journal.json")) {
-			if !c.Interactive {
-				return errors.New("apply changes nodes: pass --yes to confirm when not on a terminal")
-			}
-			if !c.confirm(fmt.Sprintf("Apply these changes to %d node(s)?", countPlanChanges(plan))) {
-				return errors.New("apply cancelled: nothing was changed")
-			}
-		}
+	} else if !a.Yes && !c.Interactive {
+		return errors.New("apply changes nodes: pass --yes to confirm when not on a terminal")
 	}
-	lock, err := lockState(st, "apply", a.ForceUnlock)
+	r.o.ForceUnlock = a.ForceUnlock
+	lock, err := lockState(r.st, "apply", a.ForceUnlock)
 	if err != nil {
 		return err
 	}
 	defer lock.Unlock()
-	res, err := distribute.Apply(ctx, t, bundles, o)
+	sess, err := distribute.Open(r.t, r.o) // with ForceUnlock
+	if err != nil {
+		return err
+	}
+	r.sess.Close()
+	r.sess = sess
+	recovered, err := r.sess.Recover(ctx)
+	if recovered != "" {
+		c.printf("recovered an interrupted apply: %s\n", recovered)
+	}
+	if err != nil {
+		return err
+	}
+	if plan == nil {
+		if plan, err = r.sess.Plan(ctx, r.bundles, distribute.PlanOptions{Diffs: !a.Yes}); err != nil {
+			return err
+		}
+		if !a.Yes {
+			// The plan is for the person confirming; with -o json stdout
+			// is kept for the apply's result.
+			planOut := c.stdout()
+			if c.JSON {
+				planOut = c.stderr()
+			}
+			writePlan(planOut, plan)
+			if plan.Err() != nil {
+				return fmt.Errorf("%w: fix the unreachable node(s) first; apply pushes to all nodes or none", ErrReported)
+			}
+			if plan.Changes() && !c.confirm(fmt.Sprintf("Apply these changes to %d node(s)?", countPlanChanges(plan))) {
+				return errors.New("apply cancelled: nothing was changed")
+			}
+		}
+	} else if recovered != "" {
+		return fmt.Errorf("%w: an interrupted apply was finished first, so the nodes moved since the plan %s; plan again", distribute.ErrMoved, a.PlanFile)
+	}
+	res, err := r.sess.Apply(ctx, plan)
 	if res != nil {
+		res.Recovered = recovered
 		if c.JSON {
 			if werr := c.writeJSON(res); werr != nil {
 				return werr
@@ -280,16 +366,11 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 	// A push is done when the cluster is: wait for leaders, voters, members
 	// and every agent serving its new certificate.
 	if res.Changed && !d.SkipLive {
-		if _, err := VerifyCluster(ctx, c, d); err != nil {
+		if _, err := verifyCluster(ctx, c, r.live()); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func withoutJournal(o distribute.Options) distribute.Options {
-	o.JournalDir = ""
-	return o
 }
 
 // summarizeErr keeps the first line of a joined error and counts the rest.
@@ -342,19 +423,24 @@ func writeApply(w io.Writer, r *distribute.ApplyResult) {
 // Status reads every node's state and exits non-zero on drift, a pending
 // generation or an unreachable node.
 func Status(ctx context.Context, c Common, d DistOptions) error {
-	res, err := nodeStatus(ctx, c, d)
-	if res == nil {
+	r, err := openRemote(c, d)
+	if err != nil {
 		return err
 	}
-	var live *distribute.Health
+	defer r.close()
+	res, _ := r.sess.Status(ctx, r.bundles)
+	if res == nil {
+		return errors.New("status: no result")
+	}
+	var live *consulapi.Health
 	var liveErr error
 	if c.JSON {
 		if !d.SkipLive {
-			live, liveErr = LiveStatus(ctx, c, d)
+			live, liveErr = liveStatus(ctx, c, r)
 		}
 		out := struct {
 			*distribute.StatusResult
-			Live *distribute.Health `json:"live,omitempty"`
+			Live *consulapi.Health `json:"live,omitempty"`
 		}{res, live}
 		if werr := c.writeJSON(out); werr != nil {
 			return werr
@@ -362,7 +448,7 @@ func Status(ctx context.Context, c Common, d DistOptions) error {
 	} else {
 		writeStatus(c.stdout(), res, c.now())
 		if !d.SkipLive {
-			live, liveErr = LiveStatus(ctx, c, d)
+			live, liveErr = liveStatus(ctx, c, r)
 		}
 	}
 	if liveErr != nil {
@@ -378,15 +464,6 @@ func Status(ctx context.Context, c Common, d DistOptions) error {
 		return fmt.Errorf("%w: %d node(s) unreachable, drifted or not up to date", ErrReported, bad)
 	}
 	return nil
-}
-
-// nodeStatus reads what every (selected) node holds.
-func nodeStatus(ctx context.Context, c Common, d DistOptions) (*distribute.StatusResult, error) {
-	t, bundles, _, o, err := remoteSetup(c, d)
-	if err != nil {
-		return nil, err
-	}
-	return distribute.Status(ctx, t, bundles, withoutJournal(o))
 }
 
 func writeStatus(w io.Writer, r *distribute.StatusResult, now time.Time) {
@@ -437,9 +514,14 @@ type ExpiryOptions struct {
 func CheckExpiration(ctx context.Context, c Common, d DistOptions, e ExpiryOptions) error {
 	var rows []ca.CertStatus
 	if e.Remote {
-		res, err := nodeStatus(ctx, c, d)
-		if res == nil {
+		r, err := openRemote(c, d)
+		if err != nil {
 			return err
+		}
+		defer r.close()
+		res, _ := r.sess.Status(ctx, r.bundles)
+		if res == nil {
+			return errors.New("status: no result")
 		}
 		now := c.now()
 		for _, n := range res.Nodes {

@@ -11,6 +11,7 @@ import (
 	"github.com/mtlsctl/mtlsctl/ca"
 	"github.com/mtlsctl/mtlsctl/consulcfg"
 	"github.com/mtlsctl/mtlsctl/distribute"
+	"github.com/mtlsctl/mtlsctl/distribute/consulapi"
 	"github.com/mtlsctl/mtlsctl/internal/rotate"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
@@ -41,18 +42,11 @@ type rotation struct {
 	t    *inventory.Topology
 	st   *ca.State
 	lock *ca.Lock
-	cl   *distribute.Cluster
+	rem  *remote // one connection per node for the whole rotation
+	cl   *consulapi.Cluster
 }
 
 func startRotation(ctx context.Context, c Common, d DistOptions, r RotateOptions, what, question string) (*rotation, error) {
-	t, err := inventory.Load(c.Inventory)
-	if err != nil {
-		return nil, err
-	}
-	st, err := ca.Open(c.State, ca.OpenOptions{})
-	if err != nil {
-		return nil, err
-	}
 	if !r.Yes {
 		if !c.Interactive {
 			return nil, fmt.Errorf("%s changes the nodes: pass --yes to confirm when not on a terminal", what)
@@ -61,36 +55,56 @@ func startRotation(ctx context.Context, c Common, d DistOptions, r RotateOptions
 			return nil, fmt.Errorf("%s cancelled: nothing was changed", what)
 		}
 	}
-	lock, err := lockState(st, what, r.ForceUnlock)
+	rem, err := openRemote(c, d)
 	if err != nil {
 		return nil, err
 	}
-	o := c.distOptions(d, st)
-	o.JournalDir = ""
-	cl, err := distribute.Dial(ctx, t, o)
+	lock, err := lockState(rem.st, what, r.ForceUnlock)
 	if err != nil {
-		lock.Unlock()
+		rem.close()
 		return nil, err
 	}
-	return &rotation{c: c, d: d, r: r, t: t, st: st, lock: lock, cl: cl}, nil
+	if r.ForceUnlock {
+		rem.o.ForceUnlock = true
+		sess, err := distribute.Open(rem.t, rem.o)
+		if err != nil {
+			lock.Unlock()
+			rem.close()
+			return nil, err
+		}
+		rem.sess.Close()
+		rem.sess = sess
+	}
+	return &rotation{c: c, d: d, r: r, t: rem.t, st: rem.st, lock: lock, rem: rem, cl: rem.sess.Live()}, nil
 }
 
 func (x *rotation) close() {
-	x.cl.Close()
+	x.rem.close()
 	x.lock.Unlock()
 }
 
 // push renders every selected node's bundle from the state as it is now
 // and applies it (stage everywhere, verify, commit, reload: certificate,
-// CA and gossip-key changes need no restart), holding the rotation's lock.
+// CA and gossip-key changes need no restart), holding the rotation's lock,
+// on the rotation's connections.
 func (x *rotation) push(ctx context.Context, phase string) ([]consulcfg.Bundle, error) {
-	t, bundles, _, o, err := remoteSetup(x.c, x.d)
+	if err := x.rem.rebundle(x.c, x.d); err != nil {
+		return nil, err
+	}
+	bundles := x.rem.bundles
+	fmt.Fprintf(x.c.logw(), "%s: pushing %d node(s)\n", phase, len(bundles))
+	recovered, err := x.rem.sess.Recover(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("apply: %s", summarizeErr(err))
+	}
+	if recovered != "" {
+		fmt.Fprintf(x.c.logw(), "recovered an interrupted apply: %s\n", recovered)
+	}
+	plan, err := x.rem.sess.Plan(ctx, bundles, distribute.PlanOptions{})
 	if err != nil {
 		return nil, err
 	}
-	o.ForceUnlock = x.r.ForceUnlock
-	fmt.Fprintf(x.c.logw(), "%s: pushing %d node(s)\n", phase, len(bundles))
-	res, err := distribute.Apply(ctx, t, bundles, o)
+	res, err := x.rem.sess.Apply(ctx, plan)
 	if res != nil && !x.c.JSON {
 		writeApply(x.c.stdout(), res)
 	}
@@ -102,7 +116,7 @@ func (x *rotation) push(ctx context.Context, phase string) ([]consulcfg.Bundle, 
 
 // verify waits until the cluster is healthy and every pushed node's agent
 // serves the certificate of its bundle, verified against the bundle's CA.
-func (x *rotation) verify(ctx context.Context, phase string, bundles []consulcfg.Bundle) (*distribute.Health, error) {
+func (x *rotation) verify(ctx context.Context, phase string, bundles []consulcfg.Bundle) (*consulapi.Health, error) {
 	x.cl.SetBundles(bundles)
 	nodes := make([]string, 0, len(bundles))
 	for _, b := range bundles {
@@ -111,7 +125,7 @@ func (x *rotation) verify(ctx context.Context, phase string, bundles []consulcfg
 	wctx, cancel := context.WithTimeout(ctx, VerifyTimeout)
 	defer cancel()
 	start := time.Now()
-	h, err := x.cl.WaitHealthy(wctx, distribute.Want{Nodes: nodes, Certs: true})
+	h, err := x.cl.WaitHealthy(wctx, consulapi.Want{Nodes: nodes, Certs: true})
 	if err != nil {
 		return h, err
 	}
