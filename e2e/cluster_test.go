@@ -12,6 +12,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/mtlsctl/mtlsctl/distribute/consulapi"
+	"github.com/mtlsctl/mtlsctl/distribute/transport"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mtlsctl/mtlsctl/distribute"
 	"github.com/mtlsctl/mtlsctl/internal/app"
 	"github.com/mtlsctl/mtlsctl/internal/testinfra/consultest"
 	"github.com/mtlsctl/mtlsctl/internal/testinfra/testnet"
@@ -72,7 +73,7 @@ type lcCluster struct {
 	// Applied is how long generate + apply + verify took.
 	Applied time.Duration
 	// Health is VerifyCluster's report after the first apply.
-	Health *distribute.Health
+	Health *consulapi.Health
 }
 
 // lcBuffer is a bytes.Buffer safe for the progress reporter's goroutines.
@@ -177,10 +178,10 @@ func lcClusterYAML(nt *testnet.Net, spec lcSpec) []byte {
 
 // dial opens a live handle on the cluster (no bundles: certificates are
 // checked through app.VerifyCluster / app.LiveStatus).
-func (lc *lcCluster) dial(o distribute.Options) *distribute.Cluster {
+func (lc *lcCluster) dial(o transport.Options) *consulapi.Cluster {
 	lc.t.Helper()
 	o.HomeDir = lc.net.Home()
-	c, err := distribute.Dial(context.Background(), lc.topo, o)
+	c, err := consulapi.Dial(context.Background(), lc.topo, o)
 	if err != nil {
 		lc.t.Fatal(err)
 	}

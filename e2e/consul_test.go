@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"github.com/mtlsctl/mtlsctl/distribute/consulapi"
+	"github.com/mtlsctl/mtlsctl/distribute/transport"
 	"net"
 	"net/http"
 	"os"
@@ -25,7 +27,7 @@ import (
 // leader and every server a voter and alive, every node alive, one gossip
 // key held by every member of every pool, every agent serving its issued
 // certificate.
-func lcCheckHealth(t *testing.T, h *distribute.Health, servers map[string]int, nodes int) {
+func lcCheckHealth(t *testing.T, h *consulapi.Health, servers map[string]int, nodes int) {
 	t.Helper()
 	for dc, want := range servers {
 		d := h.DC(dc)
@@ -44,7 +46,7 @@ func lcCheckHealth(t *testing.T, h *distribute.Health, servers map[string]int, n
 		t.Errorf("%d nodes in the report, want %d", len(h.Nodes), nodes)
 	}
 	for _, n := range h.Nodes {
-		if n.Member != distribute.MemberAlive {
+		if n.Member != consulapi.MemberAlive {
 			t.Errorf("%s is %q", n.Node, n.Member)
 		}
 		if n.Cert == nil || !n.Cert.Match || !n.Cert.Verified {
@@ -118,7 +120,7 @@ func TestFiveNodeBootstrap162(t *testing.T) {
 	t.Run("rolling restart leader last", func(t *testing.T) {
 		var mu sync.Mutex
 		var order []string
-		c := lc.dial(distribute.Options{Progress: distribute.ReporterFunc(func(e distribute.Event) {
+		c := lc.dial(transport.Options{Progress: transport.ReporterFunc(func(e transport.Event) {
 			if e.Step == "restart" && e.Err == nil && e.Msg == "systemctl restart consul" {
 				mu.Lock()
 				order = append(order, e.Node)
@@ -135,7 +137,7 @@ func TestFiveNodeBootstrap162(t *testing.T) {
 			before[n] = lc.servicePID(n)
 		}
 		start := time.Now()
-		if err := c.RollingRestart(ctx, []string{"n1", "n2", "n3", "n4", "n5"}, distribute.RollOptions{Timeout: time.Minute}); err != nil {
+		if err := c.RollingRestart(ctx, []string{"n1", "n2", "n3", "n4", "n5"}, consulapi.RollOptions{Timeout: time.Minute}); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("rolling restart of 5 agents took %s, servers in order %v (leader was %s)", time.Since(start).Round(100*time.Millisecond), order[:3], leader)
@@ -147,14 +149,14 @@ func TestFiveNodeBootstrap162(t *testing.T) {
 				t.Errorf("%s: agent pid %d before, %d after: not restarted", n, pid, now)
 			}
 		}
-		h, err = c.WaitHealthy(ctx, distribute.Want{})
+		h, err = c.WaitHealthy(ctx, consulapi.Want{})
 		if err != nil {
 			t.Fatal(err)
 		}
 	})
 
 	t.Run("a server that does not come back stops the roll", func(t *testing.T) {
-		c := lc.dial(distribute.Options{})
+		c := lc.dial(transport.Options{})
 		h, err := c.Health(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -177,13 +179,13 @@ func TestFiveNodeBootstrap162(t *testing.T) {
 			pids[n] = lc.servicePID(n)
 		}
 		start := time.Now()
-		err = c.RollingRestart(ctx, []string{"n1", "n2", "n3"}, distribute.RollOptions{Timeout: 8 * time.Second})
-		var re *distribute.RollError
+		err = c.RollingRestart(ctx, []string{"n1", "n2", "n3"}, consulapi.RollOptions{Timeout: 8 * time.Second})
+		var re *consulapi.RollError
 		if !errors.As(err, &re) {
 			t.Fatalf("RollingRestart = %v, want a *RollError", err)
 		}
 		t.Logf("stopped after %s: %v", time.Since(start).Round(100*time.Millisecond), err)
-		if re.Node != broken || !re.Quorum || re.Leader == "" || len(re.Untouched) != 2 || !errors.Is(err, distribute.ErrNotHealthy) {
+		if re.Node != broken || !re.Quorum || re.Leader == "" || len(re.Untouched) != 2 || !errors.Is(err, consulapi.ErrNotHealthy) {
 			t.Errorf("RollError %+v: want node %s, quorum kept, 2 untouched", re, broken)
 		}
 		for _, n := range re.Untouched {
@@ -198,7 +200,7 @@ func TestFiveNodeBootstrap162(t *testing.T) {
 		if err := c.Restart(ctx, broken); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.WaitHealthy(ctx, distribute.Want{}); err != nil {
+		if _, err := c.WaitHealthy(ctx, consulapi.Want{}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -215,7 +217,7 @@ func TestFiveNodeBootstrap162(t *testing.T) {
 		var buf bytes.Buffer
 		pc := lc.common
 		pc.JSON, pc.Stdout = true, &buf
-		if err := app.Plan(ctx, pc, lc.dist, false); err != nil {
+		if err := app.Plan(ctx, pc, lc.dist, app.PlanOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		var plan distribute.PlanResult
@@ -282,7 +284,7 @@ func TestTwoDCBootstrap162(t *testing.T) {
 		d := lc.Health.DC(dc)
 		alive := 0
 		for _, m := range d.WAN {
-			if m.Status == distribute.MemberAlive {
+			if m.Status == consulapi.MemberAlive {
 				alive++
 			}
 		}

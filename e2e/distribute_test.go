@@ -44,6 +44,7 @@ type dsCluster struct {
 	KnownHosts   string // default: the testnet known_hosts
 	Bastion      string
 	ConsulUser   string // consul.user and consul.group
+	LogLevel     string // consul.log_level
 }
 
 // dsEnv is one test's cluster: the testnet, the cluster file, the state dir.
@@ -94,6 +95,9 @@ func (e *dsEnv) writeCluster(c dsCluster) {
 	b.WriteString("cluster: ds\nconsul:\n  version: \"1.6.2\"\n  reload_command: systemctl reload-or-restart consul\n")
 	if c.ConsulUser != "" {
 		fmt.Fprintf(&b, "  user: %s\n  group: %s\n", c.ConsulUser, c.ConsulUser)
+	}
+	if c.LogLevel != "" {
+		fmt.Fprintf(&b, "  log_level: %s\n", c.LogLevel)
 	}
 	fmt.Fprintf(&b, "ssh:\n  user: %s\n  identity_file: %s\n  known_hosts: %s\n", c.User, c.IdentityFile, c.KnownHosts)
 	if c.Sudo {
@@ -914,4 +918,44 @@ func TestDistributeConsulValidate(t *testing.T) {
 	os.Remove(n2.Path("/etc/consul.d/bad.json"))
 	e.mustRun(0, "apply", "--yes")
 	e.assertConverged()
+}
+
+// One login per node: every step of a command runs in one remote shell, so
+// a slow root .bashrc (admin-built hosts often run `pyenv init` there)
+// costs each node one login per command, not one per step. The same change
+// is applied to 5 nodes without and with a .bashrc that sleeps 0.2 s; the
+// .bashrc records each run, and must have run exactly once per node.
+func TestDistributeOneLoginPerNode(t *testing.T) {
+	e := newDS(t, testnet.Options{Nodes: 5}, dsCluster{})
+	e.mustRun(0, "apply", "--yes") // first apply: creates the files, starts the agents
+	timed := func(level string) time.Duration {
+		e.writeCluster(dsCluster{LogLevel: level})
+		r := e.mustRun(0, "apply", "--yes")
+		if !strings.Contains(r.stdout, "5 done") {
+			t.Fatalf("apply (log_level %s) did not change every node:\n%s", level, r)
+		}
+		return r.took
+	}
+	plain := timed("DEBUG")
+	const rc = "echo login >> /root/.bashrc-runs\nsleep 0.2\n"
+	for _, nd := range e.net.Nodes() {
+		if err := os.WriteFile(nd.Path("/root/.bashrc"), []byte(rc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slow := timed("WARN")
+	for _, nd := range e.net.Nodes() {
+		runs, err := os.ReadFile(nd.Path("/root/.bashrc-runs"))
+		if err != nil {
+			t.Fatalf("%s: the login shell never read /root/.bashrc, so this test proves nothing: %v", nd.Name, err)
+		}
+		if n := strings.Count(string(runs), "login"); n != 1 {
+			t.Errorf("%s: %d logins for one apply, want 1 (one remote shell per node and command)", nd.Name, n)
+		}
+	}
+	// Timings are reported, not asserted (these machines are noisy); one
+	// login per node bounds the growth to one 0.2 s sleep, the nodes in
+	// parallel.
+	t.Logf("5-node apply: %s without dotfiles, %s with a .bashrc that sleeps 0.2 s (%+.2f s)",
+		plain.Round(time.Millisecond), slow.Round(time.Millisecond), (slow - plain).Seconds())
 }

@@ -10,6 +10,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mtlsctl/mtlsctl/distribute/consulapi"
+	"github.com/mtlsctl/mtlsctl/distribute/transport"
+	"github.com/mtlsctl/mtlsctl/internal/fingerprint"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +22,6 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/mtlsctl/mtlsctl/ca"
-	"github.com/mtlsctl/mtlsctl/distribute"
 	"github.com/mtlsctl/mtlsctl/internal/app"
 	"github.com/mtlsctl/mtlsctl/internal/rotate"
 )
@@ -110,7 +112,7 @@ func TestRotations162(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	cl := lc.dial(distribute.Options{})
+	cl := lc.dial(transport.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	client, err := cl.API(ctx, "n4") // a client agent, as Apigee's components use it
@@ -185,7 +187,7 @@ func TestRotations162(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, p := range h.Keyring {
-			if k := p.Key(distribute.GossipFingerprint(before.Primary)); k == nil || k.Nodes != p.NumNodes {
+			if k := p.Key(fingerprint.Gossip(before.Primary)); k == nil || k.Nodes != p.NumNodes {
 				t.Errorf("pool %s/%v: old key not on every live member: %+v", p.Datacenter, p.WAN, p.Keys)
 			}
 		}
@@ -194,7 +196,7 @@ func TestRotations162(t *testing.T) {
 		}
 		wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer wcancel()
-		if _, err := cl.WaitHealthy(wctx, distribute.Want{}); err != nil {
+		if _, err := cl.WaitHealthy(wctx, consulapi.Want{}); err != nil {
 			t.Fatal(err)
 		}
 		start = time.Now()

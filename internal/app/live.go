@@ -144,3 +144,26 @@ func countStatus(ms []consulapi.Member) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// VerifyCluster waits until the cluster is healthy and every agent serves
+// the certificate mtlsctl issued (what apply does after a push), on
+// connections of its own.
+func VerifyCluster(ctx context.Context, c Common, d DistOptions) (*consulapi.Health, error) {
+	r, err := openRemote(c, d)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	return verifyCluster(ctx, c, r.live())
+}
+
+// LiveStatus reads the live cluster as `status` does, on connections of
+// its own.
+func LiveStatus(ctx context.Context, c Common, d DistOptions) (*consulapi.Health, error) {
+	r, err := openRemote(c, d)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	return liveStatus(ctx, c, r)
+}

@@ -1,0 +1,110 @@
+# mtlsctl step inspect
+EX_LOCKED=3
+EX_STATEDIR=20
+EX_LOCKWRITE=21
+EX_MKDIR=22
+EX_STAGEDIR=23
+EX_COPY=30
+EX_CHMOD=31
+EX_CHOWN=32
+EX_HASH=33
+EX_STAGED_HASH=40
+EX_STAGED_GONE=41
+EX_BACKUP=42
+EX_RENAME=43
+EX_VALIDATE_SETUP=50
+EX_INVALID=51
+S='/var/lib/mtlsctl'
+RUN=''
+PATHS='/etc/consul.d/tls/ca.pem
+/etc/consul.d/it'\''s here.json
+'
+GOSSIP='1'
+# lib.sh: put before every step by stepScript, after the preamble that sets
+# the step's variables (each quoted by transport.Quote) and the EX_* exit
+# codes. R (MTLSCTL_ROOT, empty on a real node) prefixes every node path.
+# Lists are newline-separated variables; fields within a line are separated
+# by tabs (node paths hold neither: the bundle check refuses control
+# characters).
+TAB='	'
+NL='
+'
+# held: this run holds the node lock (read with the shell's read: no process).
+held() { _l=; { read -r _l <"$R$S/lock/run"; } 2>/dev/null; [ "$_l" = "$RUN" ]; }
+# release: remove the node lock if this run holds it.
+release() { if held; then rm -rf "$R$S/lock"; fi; }
+# reload_agent runs CMD (when not empty); when it fails and FALLBACK is set,
+# the agent may be stopped (a reload cannot start it), so FALLBACK (the
+# restart command) runs and STARTED is printed. It then releases the lock,
+# also after a failure (the files are committed; the journal retries), and
+# ends the step with the commands' status.
+reload_agent() {
+  rc=0
+  if [ -n "$CMD" ]; then
+    sh -c "$CMD" </dev/null || rc=$?
+    if [ "$rc" -ne 0 ] && [ -n "$FALLBACK" ]; then
+      echo "reload failed (exit $rc); starting the agent with: $FALLBACK" >&2
+      rc=0
+      sh -c "$FALLBACK" </dev/null || rc=$?
+      if [ "$rc" -eq 0 ]; then printf 'STARTED\n'; fi
+    fi
+  fi
+  release
+  exit "$rc"
+}
+# inspect: reads, changing nothing, the state of the paths in PATHS and of
+# the node state directory S (generation, manifest and the files it lists,
+# lock). Prints F/X/N<TAB>path for each path (a regular file, something
+# else, missing), then for the regular files, in the same order, their
+# sha256 (after SUMS) and "mode owner group" (after STAT), using one
+# sha256sum and one stat for all files. With GOSSIP=1, JSON files holding
+# "encrypt" also get E<TAB>path<TAB>sha256 of the key, hashed on the node
+# (the key never leaves it).
+one() {
+  if [ -f "$R$1" ]; then printf 'F\t%s\n' "$1"; set_add "$R$1"
+  elif [ -e "$R$1" ] || [ -L "$R$1" ]; then printf 'X\t%s\n' "$1"
+  else printf 'N\t%s\n' "$1"; fi
+}
+# The regular files are collected in $F (newline-separated), then become
+# "$@" once: a function cannot set its caller's positional parameters.
+F=
+set_add() { F="$F$1$NL"; }
+while IFS= read -r p; do [ -n "$p" ] && one "$p"; done <<EOF_PATHS
+$PATHS
+EOF_PATHS
+# The generation (one line) and the manifest (JSON, newlines dropped) are
+# read with the shell's own read: no process per file.
+if [ -f "$R$S/generation" ]; then g=; { read -r g <"$R$S/generation"; } 2>/dev/null; printf 'G\t%s\n' "$g"; fi
+if [ -f "$R$S/manifest.json" ]; then
+  j=; while IFS= read -r l || [ -n "$l" ]; do j="$j$l"; l=; done <"$R$S/manifest.json"; printf 'J\t%s\n' "$j"
+fi
+if [ -f "$R$S/manifest.sha256" ]; then
+  while read -r sum p; do if [ -n "$p" ]; then one "$p"; fi; done <"$R$S/manifest.sha256"
+fi
+if [ -d "$R$S/lock" ]; then printf 'L\t%s\t%s\n' "$(cat "$R$S/lock/run" 2>/dev/null)" "$(tr '\n' ' ' <"$R$S/lock/info" 2>/dev/null)"; fi
+set -f; IFS=$NL; set -- $F; IFS=" $TAB$NL"; set +f
+if [ $# -gt 0 ]; then
+  printf 'SUMS\n'
+  if out=$(sha256sum -- "$@" 2>/dev/null); then printf '%s\n' "$out"; else
+    for f in "$@"; do if s=$(sha256sum <"$f" 2>/dev/null); then printf '%s\n' "${s%% *}"; else printf -- '-\n'; fi; done
+  fi
+  printf 'STAT\n'
+  if out=$(stat -L -c '%a %U %G' -- "$@" 2>/dev/null); then printf '%s\n' "$out"; else
+    for f in "$@"; do stat -L -c '%a %U %G' -- "$f" 2>/dev/null || printf '? ? ?\n'; done
+  fi
+  printf 'END\n'
+fi
+if [ "$GOSSIP" = 1 ]; then
+  for f in "$@"; do case "$f" in *.json)
+    e=$(sed -n 's/.*"encrypt"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' "$f" 2>/dev/null | head -n 1)
+    if [ -n "$e" ]; then
+      # Same as fingerprint.Gossip: the hash of the decoded key bytes, or
+      # of the text when it is not base64.
+      if printf '%s' "$e" | base64 -d >/dev/null 2>&1; then h=$(printf '%s' "$e" | base64 -d | sha256sum | cut -c1-64)
+      else h=$(printf '%s' "$e" | sha256sum | cut -c1-64); fi
+      printf 'E\t%s\t%s\n' "${f#"$R"}" "$h"
+    fi
+    e="" ;;
+  esac; done
+fi
+exit 0
