@@ -58,7 +58,7 @@ func (c Common) distOptions(d DistOptions, st *ca.State) distribute.Options {
 		o.HomeDir = d.HomeDir
 	}
 	if st != nil {
-		o.JournalDir = filepath.Join(st.Dir(), "apply")
+		o.JournalDir = st.JournalDir()
 	}
 	o.Progress = newProgress(c.stderr(), c.Interactive)
 	if c.Interactive {
