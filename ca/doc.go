@@ -27,6 +27,12 @@
 //	ports.json                      the proxy-port assignment (inventory.Assignment)
 //	lock                            the state lock: flock(2) plus the holder's pid, host,
 //	                                user, operation and start time (0600)
+//	apply/                          the apply journal ([State.JournalDir]; its files are
+//	                                the journal writer's)
+//	rotation-gossip.json            a gossip or CA rotation's progress, while one is
+//	rotation-ca.json                unfinished ([State.WriteRotation]; 0600)
+//
+// Other packages never build paths in it themselves: they ask State.
 //
 // Directories are 0700, private keys and secrets 0600, certificates and other
 // public files 0644. [Open] refuses a state directory, or a key file, that

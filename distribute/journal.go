@@ -10,8 +10,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/mtlsctl/mtlsctl/internal/atomicfile"
 )
 
 // Journal phases. The journal exists only while an apply is unfinished.
@@ -25,7 +26,6 @@ const (
 const (
 	journalName     = "apply-journal.json"
 	lastJournalFile = "last-apply.json"
-	adminLockFile   = "apply.lock"
 )
 
 // journal is the admin-side record of an apply, written atomically (and
@@ -110,7 +110,10 @@ func (j *journal) update(fn func()) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(j.path, append(data, '\n'), 0o600); err != nil {
+	if err := os.MkdirAll(filepath.Dir(j.path), 0o700); err != nil {
+		return fmt.Errorf("apply journal: %w", err)
+	}
+	if err := atomicfile.WriteFile(j.path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("apply journal %s: %w", j.path, err)
 	}
 	return nil
@@ -124,7 +127,7 @@ func (j *journal) finish() error {
 	if err := os.Rename(j.path, last); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("apply journal: %w", err)
 	}
-	return syncDir(filepath.Dir(j.path))
+	return atomicfile.SyncDir(filepath.Dir(j.path))
 }
 
 func loadJournal(dir string) (*journal, error) {
@@ -190,69 +193,3 @@ func (j *journal) check() error {
 }
 
 func cleanAbs(p string) bool { return path.IsAbs(p) && path.Clean(p) == p }
-
-// writeFileAtomic writes data to a temp file beside p, fsyncs it, renames it
-// onto p and fsyncs the directory.
-func writeFileAtomic(p string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// lockAdmin takes the admin-side lock on dir (flock: released by the kernel
-// when the process dies, so it never goes stale).
-func lockAdmin(dir string) (func(), error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("journal dir: %w", err)
-	}
-	p := filepath.Join(dir, adminLockFile)
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("admin lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		holder, _ := os.ReadFile(p)
-		f.Close()
-		return nil, fmt.Errorf("%w: another mtlsctl apply is running from this state directory (%s: %s)", ErrLocked, p, string(holder))
-	}
-	host, _ := os.Hostname()
-	f.Truncate(0)
-	fmt.Fprintf(f, "%s pid %d since %s\n", host, os.Getpid(), time.Now().UTC().Format(time.RFC3339))
-	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
-}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -68,7 +67,7 @@ func (c Common) distOptions(d DistOptions, st *ca.State) distribute.Options {
 		o.HomeDir = d.HomeDir
 	}
 	if st != nil {
-		o.JournalDir = filepath.Join(st.Dir(), "apply") // TODO(merge): st.JournalDir()
+		o.JournalDir = st.JournalDir()
 	}
 	o.Progress = newProgress(c.stderr(), c.Interactive && !c.JSON)
 	if c.Interactive {

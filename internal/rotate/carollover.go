@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -29,10 +27,6 @@ const (
 )
 
 var caPhases = []string{PhaseCreate, PhaseTrust, PhaseReissue, PhaseDrop}
-
-// CAProgressFile is the file, in the state directory, that records the
-// phase a CA rollover is at (fingerprints only).
-const CAProgressFile = "rotation-ca.json"
 
 // CAOptions configures [RotateCA].
 type CAOptions struct {
@@ -100,6 +94,8 @@ func orDash(s string) string {
 	return s
 }
 
+// caProgress is what the state directory records of a CA rollover
+// (ca.CARotation): the phase it is at, fingerprints only.
 type caProgress struct {
 	Phase   string    `json:"phase"`
 	Old     string    `json:"old_ca_fingerprint"`
@@ -112,7 +108,7 @@ type caProgress struct {
 // directory ("" when none is in progress).
 func CAInProgress(st *ca.State) (string, error) {
 	var p caProgress
-	ok, err := loadJSON(progressPath(st, CAProgressFile), &p)
+	ok, err := loadProgress(st, ca.CARotation, &p)
 	if !ok || err != nil {
 		return "", err
 	}
@@ -135,7 +131,7 @@ func RotateCA(ctx context.Context, o CAOptions) (*CAResult, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	path := progressPath(o.State, CAProgressFile)
+	path := o.State.RotationFile(ca.CARotation) // for messages
 	start := o.Now()
 	cur, err := o.State.LoadCA()
 	if err != nil {
@@ -143,7 +139,7 @@ func RotateCA(ctx context.Context, o CAOptions) (*CAResult, error) {
 	}
 	res := &CAResult{}
 	var p caProgress
-	ok, err := loadJSON(path, &p)
+	ok, err := loadProgress(o.State, ca.CARotation, &p)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +157,7 @@ func RotateCA(ctx context.Context, o CAOptions) (*CAResult, error) {
 	}
 	save := func(phase string) error {
 		p.Phase, p.Updated = phase, o.Now().UTC()
-		if err := saveJSON(path, p); err != nil {
+		if err := saveProgress(o.State, ca.CARotation, p); err != nil {
 			return fmt.Errorf("record CA rollover progress: %w", err)
 		}
 		return nil
@@ -230,7 +226,7 @@ func RotateCA(ctx context.Context, o CAOptions) (*CAResult, error) {
 			}
 		}
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := o.State.ClearRotation(ca.CARotation); err != nil {
 		return nil, fmt.Errorf("rotate ca: done, but %w", err)
 	}
 	res.Old, res.New = p.Old, p.New

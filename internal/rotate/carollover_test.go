@@ -111,7 +111,7 @@ func (e *caEnv) checkDone(t *testing.T, res *CAResult) {
 	if m, _ := filepath.Glob(filepath.Join(e.st.Dir(), "ca", "archive", "*", "consul-agent-ca-key.pem")); len(m) != 1 {
 		t.Errorf("old CA key not archived: %v", m)
 	}
-	if _, err := os.Stat(filepath.Join(e.st.Dir(), CAProgressFile)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(e.st.RotationFile(ca.CARotation)); !errors.Is(err, os.ErrNotExist) {
 		t.Error("progress file left behind")
 	}
 	last := map[string]pushed{}
@@ -185,7 +185,7 @@ func TestRotateCAResumeChecks(t *testing.T) {
 		// The progress file says create, and the CA was already rotated:
 		// the resume must not make a third CA.
 		e := newCAEnv(t)
-		if err := saveJSON(filepath.Join(e.st.Dir(), CAProgressFile), caProgress{Phase: PhaseCreate, Old: e.old.Fingerprint()}); err != nil {
+		if err := saveProgress(e.st, ca.CARotation, caProgress{Phase: PhaseCreate, Old: e.old.Fingerprint()}); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, err := e.st.RotateCA(ca.CAOptions{}); err != nil {
@@ -203,7 +203,7 @@ func TestRotateCAResumeChecks(t *testing.T) {
 	})
 	t.Run("other CA", func(t *testing.T) {
 		e := newCAEnv(t)
-		if err := saveJSON(filepath.Join(e.st.Dir(), CAProgressFile), caProgress{Phase: PhaseReissue, Old: "AA", New: "BB"}); err != nil {
+		if err := saveProgress(e.st, ca.CARotation, caProgress{Phase: PhaseReissue, Old: "AA", New: "BB"}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := RotateCA(context.Background(), e.opts(t)); !errors.Is(err, ErrProgressMismatch) {

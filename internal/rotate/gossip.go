@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -33,11 +30,6 @@ const (
 )
 
 var gossipSteps = []string{StepInstall, StepUse, StepRemove, StepConfig}
-
-// GossipProgressFile is the file, in the state directory, that records the
-// step a gossip rotation is at. It holds fingerprints only: the new key
-// itself waits in the keyring (gossip.json, as ca.Keyring.Pending).
-const GossipProgressFile = "rotation-gossip.json"
 
 // Errors of a gossip rotation, wrapped in a *GossipError.
 var (
@@ -147,7 +139,9 @@ func (e *GossipError) where() string {
 // Unwrap returns the cause.
 func (e *GossipError) Unwrap() error { return e.Err }
 
-// gossipProgress is the content of GossipProgressFile.
+// gossipProgress is what the state directory records of a gossip rotation
+// (ca.GossipRotation): the step it is at. It holds fingerprints only: the
+// new key itself waits in the keyring (gossip.json, as ca.Keyring.Pending).
 type gossipProgress struct {
 	Step    string    `json:"step"`
 	Old     string    `json:"old_fingerprint"`
@@ -156,36 +150,32 @@ type gossipProgress struct {
 	Updated time.Time `json:"updated"`
 }
 
-func progressPath(st *ca.State, name string) string { return filepath.Join(st.Dir(), name) }
-
-// loadJSON reads a progress file into v; it reports false when there is none.
-func loadJSON(path string, v any) (bool, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("read %s: %w", path, err)
+// loadProgress reads the progress recorded for r into v; it reports false
+// when none is in progress.
+func loadProgress(st *ca.State, r ca.Rotation, v any) (bool, error) {
+	data, ok, err := st.ReadRotation(r)
+	if !ok || err != nil {
+		return false, err
 	}
 	if err := json.Unmarshal(data, v); err != nil {
-		return false, fmt.Errorf("%w: %s: %v: restore it from a backup or remove it to start the rotation again", ca.ErrCorrupt, path, err)
+		return false, fmt.Errorf("%w: %s: %v: restore it from a backup or remove it to start the rotation again", ca.ErrCorrupt, st.RotationFile(r), err)
 	}
 	return true, nil
 }
 
-func saveJSON(path string, v any) error {
+func saveProgress(st *ca.State, r ca.Rotation, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return ca.WriteFileAtomic(path, append(data, '\n'), 0o600)
+	return st.WriteRotation(r, append(data, '\n'))
 }
 
 // GossipInProgress reports the step a gossip rotation recorded in the state
 // directory ("" when none is in progress).
 func GossipInProgress(st *ca.State) (string, error) {
 	var p gossipProgress
-	ok, err := loadJSON(progressPath(st, GossipProgressFile), &p)
+	ok, err := loadProgress(st, ca.GossipRotation, &p)
 	if !ok || err != nil {
 		return "", err
 	}
@@ -194,7 +184,7 @@ func GossipInProgress(st *ca.State) (string, error) {
 
 type gossipRun struct {
 	o      GossipOptions
-	path   string
+	path   string // the progress file, for messages
 	prog   gossipProgress
 	oldKey string // "" in the config step (not needed)
 	newKey string
@@ -229,7 +219,7 @@ func Gossip(ctx context.Context, o GossipOptions) (*GossipResult, error) {
 	if o.Poll <= 0 {
 		o.Poll = time.Second
 	}
-	r := &gossipRun{o: o, path: progressPath(o.State, GossipProgressFile), opMax: o.Expected.opTimeout()}
+	r := &gossipRun{o: o, path: o.State.RotationFile(ca.GossipRotation), opMax: o.Expected.opTimeout()}
 	if r.o.Wait <= 0 {
 		r.o.Wait = max(30*time.Second, 2*r.opMax)
 	}
@@ -254,7 +244,7 @@ func Gossip(ctx context.Context, o GossipOptions) (*GossipResult, error) {
 			}
 		}
 	}
-	if err := os.Remove(r.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := o.State.ClearRotation(ca.GossipRotation); err != nil {
 		return nil, fmt.Errorf("rotate gossip: done, but %w", err)
 	}
 	res.Pools = r.last
@@ -272,7 +262,7 @@ func (r *gossipRun) begin(res *GossipResult) error {
 		return err
 	}
 	var p gossipProgress
-	ok, err := loadJSON(r.path, &p)
+	ok, err := loadProgress(r.o.State, ca.GossipRotation, &p)
 	if err != nil {
 		return err
 	}
@@ -333,7 +323,7 @@ func orNone(k string) string {
 
 func (r *gossipRun) save() error {
 	r.prog.Updated = r.o.Now().UTC()
-	if err := saveJSON(r.path, r.prog); err != nil {
+	if err := saveProgress(r.o.State, ca.GossipRotation, r.prog); err != nil {
 		return fmt.Errorf("record gossip rotation progress: %w", err)
 	}
 	return nil

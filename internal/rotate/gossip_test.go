@@ -87,7 +87,7 @@ func (e *gossipEnv) checkRotated(t *testing.T) {
 			t.Errorf("member %s: %d keys, primary is new=%v", n, len(keys), primary == kr.Primary)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(e.st.Dir(), GossipProgressFile)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(e.st.RotationFile(ca.GossipRotation)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("progress file left behind: %v", err)
 	}
 }
@@ -298,7 +298,7 @@ func TestGossipResumeChecks(t *testing.T) {
 		}
 		// Rewind the progress file to "remove", as if the process died
 		// between the keyring write and the progress write.
-		path := filepath.Join(e.st.Dir(), GossipProgressFile)
+		path := e.st.RotationFile(ca.GossipRotation)
 		data, _ := os.ReadFile(path)
 		if err := os.WriteFile(path, bytes.Replace(data, []byte(`"config"`), []byte(`"remove"`), 1), 0o600); err != nil {
 			t.Fatal(err)
@@ -323,7 +323,7 @@ func TestGossipResumeChecks(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newGossipEnv(t)
-			if err := os.WriteFile(filepath.Join(e.st.Dir(), GossipProgressFile), []byte(tc.content), 0o600); err != nil {
+			if err := os.WriteFile(e.st.RotationFile(ca.GossipRotation), []byte(tc.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := Gossip(context.Background(), e.opts()); !errors.Is(err, tc.want) {
@@ -340,14 +340,14 @@ func TestProgressFileMode(t *testing.T) {
 	e := newGossipEnv(t)
 	e.f.fail["use"] = 0
 	_, _ = Gossip(context.Background(), e.opts())
-	fi, err := os.Stat(filepath.Join(e.st.Dir(), GossipProgressFile))
+	fi, err := os.Stat(e.st.RotationFile(ca.GossipRotation))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
 	}
-	data, _ := os.ReadFile(filepath.Join(e.st.Dir(), GossipProgressFile))
+	data, _ := os.ReadFile(e.st.RotationFile(ca.GossipRotation))
 	noSecret(t, string(data), e.old, e.keyring(t).Pending)
 }
 
