@@ -35,7 +35,7 @@ type DemoOptions struct {
 func Demo(ctx context.Context, c Common, o DemoOptions) error {
 	data, err := examples.FS.ReadFile(o.Example + ".yaml")
 	if err != nil {
-		return fmt.Errorf("--example %q: no such example (try edge-5, edge-9, edge-12 or edge-13)", o.Example)
+		return Usagef("--example %q: no such example (try edge-5, edge-9, edge-12 or edge-13)", o.Example)
 	}
 	t, err := inventory.Parse(o.Example+".yaml", data)
 	if err != nil {

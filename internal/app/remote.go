@@ -80,24 +80,14 @@ func (c Common) askPassphrase(file string) ([]byte, error) {
 	return pass, err
 }
 
-// selectBundles keeps the bundles of the named nodes (all when none named),
-// refusing names the cluster file does not have.
-func selectBundles(t *inventory.Topology, bundles []consulcfg.Bundle, names []string) ([]consulcfg.Bundle, error) {
-	if len(names) == 0 {
-		return bundles, nil
+// selectBundles keeps the bundles of the named nodes (all when names is nil).
+func selectBundles(bundles []consulcfg.Bundle, names []string) []consulcfg.Bundle {
+	if names == nil {
+		return bundles
 	}
 	want := map[string]bool{}
-	for _, list := range names {
-		for _, n := range strings.Split(list, ",") {
-			n = strings.TrimSpace(n)
-			if n == "" {
-				continue
-			}
-			if t.Node(n) == nil {
-				return nil, fmt.Errorf("--nodes: %q is not a node of %s", n, t.Cluster.Source)
-			}
-			want[n] = true
-		}
+	for _, n := range names {
+		want[n] = true
 	}
 	var out []consulcfg.Bundle
 	for _, b := range bundles {
@@ -105,18 +95,50 @@ func selectBundles(t *inventory.Topology, bundles []consulcfg.Bundle, names []st
 			out = append(out, b)
 		}
 	}
+	return out
+}
+
+// parseNodes splits --nodes values (comma-separated) and checks every name
+// against the cluster file. No --nodes means every node (nil); a --nodes
+// that names no node ("" or ",") is a usage error, never "every node".
+func parseNodes(t *inventory.Topology, lists []string) ([]string, error) {
+	if len(lists) == 0 {
+		return nil, nil
+	}
+	var out []string
+	for _, list := range lists {
+		for _, n := range strings.Split(list, ",") {
+			if n = strings.TrimSpace(n); n == "" {
+				continue
+			}
+			if t.Node(n) == nil {
+				return nil, Usagef("--nodes: %w", &UnknownNodeError{Node: n, Source: t.Cluster.Source})
+			}
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return nil, Usagef("--nodes names no node: give node names, or leave --nodes out to work on every node")
+	}
 	return out, nil
 }
 
 // remoteSetup loads everything a remote command needs.
 func remoteSetup(c Common, d DistOptions) (*inventory.Topology, []consulcfg.Bundle, *ca.State, distribute.Options, error) {
-	t, bundles, err := loadBundles(c)
+	t, err := inventory.Load(c.Inventory)
 	if err != nil {
 		return nil, nil, nil, distribute.Options{}, err
 	}
-	if bundles, err = selectBundles(t, bundles, d.Nodes); err != nil {
+	// A bad --nodes is a usage error, found before the state is read.
+	names, err := parseNodes(t, d.Nodes)
+	if err != nil {
 		return nil, nil, nil, distribute.Options{}, err
 	}
+	bundles, err := renderBundles(c, t)
+	if err != nil {
+		return nil, nil, nil, distribute.Options{}, err
+	}
+	bundles = selectBundles(bundles, names)
 	st, err := ca.Open(c.State, ca.OpenOptions{})
 	if err != nil {
 		return nil, nil, nil, distribute.Options{}, err
