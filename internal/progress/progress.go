@@ -12,12 +12,14 @@ package progress
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
+	"golang.org/x/term"
 )
 
 // Event is one step on one node.
@@ -76,8 +78,8 @@ type node struct {
 // added below). Without live, nodes is unused and New prints nothing until
 // an event comes.
 func New(w io.Writer, live bool, nodes []string) *Display {
-	d := &Display{w: w, live: live, nodes: map[string]*node{}}
-	if !live {
+	d := &Display{w: w, live: live && !sizeless(w), nodes: map[string]*node{}}
+	if !d.live {
 		return d
 	}
 	// WithAutoRefresh keeps redrawing even when mpb cannot tell w is a
@@ -90,6 +92,17 @@ func New(w io.Writer, live bool, nodes []string) *Display {
 		d.addBar(n)
 	}
 	return d
+}
+
+// sizeless reports a terminal that does not know its size (some CI
+// pseudo-terminals): mpb would draw nothing on it, so plain lines are used.
+func sizeless(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return false
+	}
+	cols, _, err := term.GetSize(int(f.Fd()))
+	return err != nil || cols <= 0
 }
 
 // Report shows one event. It is safe to call from many goroutines; events
@@ -122,8 +135,8 @@ func (d *Display) Report(e Event) {
 		n.err, n.note = e.Err, e.Step+": "+e.Err.Error()
 		finish = n.finishLocked(e.Time)
 	case e.Step == PhaseDone:
-		n.note = e.Msg
 		finish = n.finishLocked(e.Time)
+		n.note = e.Msg
 	default:
 		n.phase, n.note = e.Step, e.Msg
 	}
@@ -219,6 +232,9 @@ func (d *Display) addBar(n *node) {
 // bar, to be called without d.mu.
 func (n *node) finishLocked(at time.Time) func() {
 	n.final, n.end = true, at
+	if n.err == nil {
+		n.note = "" // the last step's text would read as the outcome
+	}
 	switch {
 	case n.err != nil:
 		n.phase = PhaseFailed
@@ -258,6 +274,9 @@ func (n *node) elapsed(now time.Time) string {
 
 func (n *node) noteText() string {
 	note, _, _ := strings.Cut(n.note, "\n")
+	if note == n.filesText() {
+		return "" // "N files" is in its own column
+	}
 	if r := []rune(note); len(r) > noteWidth {
 		note = string(r[:noteWidth-1]) + "…"
 	}
