@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/mtlsctl/mtlsctl/ca"
 	"github.com/mtlsctl/mtlsctl/consulcfg"
 	"github.com/mtlsctl/mtlsctl/distribute"
+	"github.com/mtlsctl/mtlsctl/internal/progress"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
@@ -36,6 +36,9 @@ type DistOptions struct {
 	HomeDir string
 	// Dial replaces the TCP dialer (tests: latency proxies).
 	Dial distribute.Options
+
+	// annotate rewrites progress events before they are shown (the demo).
+	annotate func(progress.Event) progress.Event
 }
 
 // ApplyOptions are the options of `apply`.
@@ -60,7 +63,7 @@ func (c Common) distOptions(d DistOptions, st *ca.State) distribute.Options {
 	if st != nil {
 		o.JournalDir = filepath.Join(st.Dir(), "apply")
 	}
-	o.Progress = newProgress(c.stderr(), c.Interactive)
+	o.Progress = c.plainProgress(d)
 	if c.Interactive {
 		o.Passphrase = c.askPassphrase
 	}
@@ -153,7 +156,9 @@ func Plan(ctx context.Context, c Common, d DistOptions, detailedExit bool) error
 		return err
 	}
 	o.JournalDir = "" // plan never writes, not even a journal
+	stop := c.startProgress(&o, d, bundles)
 	res, err := distribute.Plan(ctx, t, bundles, o)
+	stop()
 	if res == nil {
 		return err
 	}
@@ -255,7 +260,10 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 	}
 	o.ForceUnlock = a.ForceUnlock
 	if !a.Yes {
-		plan, perr := distribute.Plan(ctx, t, bundles, withoutJournal(o))
+		po := withoutJournal(o)
+		stop := c.startProgress(&po, d, bundles)
+		plan, perr := distribute.Plan(ctx, t, bundles, po)
+		stop()
 		if plan == nil {
 			return perr
 		}
@@ -283,7 +291,9 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 		return err
 	}
 	defer lock.Unlock()
+	stop := c.startProgress(&o, d, bundles)
 	res, err := distribute.Apply(ctx, t, bundles, o)
+	stop()
 	if res != nil {
 		if c.JSON {
 			if werr := c.writeJSON(res); werr != nil {
@@ -408,7 +418,10 @@ func nodeStatus(ctx context.Context, c Common, d DistOptions) (*distribute.Statu
 	if err != nil {
 		return nil, err
 	}
-	return distribute.Status(ctx, t, bundles, withoutJournal(o))
+	o = withoutJournal(o)
+	stop := c.startProgress(&o, d, bundles)
+	defer stop()
+	return distribute.Status(ctx, t, bundles, o)
 }
 
 func writeStatus(w io.Writer, r *distribute.StatusResult, now time.Time) {
@@ -498,32 +511,4 @@ func CheckExpiration(ctx context.Context, c Common, d DistOptions, e ExpiryOptio
 		return fmt.Errorf("%w: %d certificate(s) expired, unreadable or expiring within %d days: run `mtlsctl generate` then `mtlsctl apply`", ErrReported, soon, e.WarnDays)
 	}
 	return nil
-}
-
-// progress prints per-node progress as plain lines, which read well both on
-// a terminal and in CI logs: the steps that change something (stage,
-// commit, reload, restart, rollback) and every failure. Read-only steps
-// (connect, inspect, verify) are left out unless they fail.
-type progress struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func newProgress(w io.Writer, _ bool) distribute.Reporter {
-	return &progress{w: w}
-}
-
-var quietSteps = map[string]bool{"connect": true, "inspect": true, "lock": true, "verify": true, "done": true, "download": true, "read": true}
-
-func (p *progress) Report(e distribute.Event) {
-	if e.Err == nil && quietSteps[e.Step] {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	msg := e.Msg
-	if e.Err != nil {
-		msg = strings.TrimSpace(msg + " FAILED: " + e.Err.Error())
-	}
-	fmt.Fprintf(p.w, "  %-12s %-8s %s\n", e.Node, e.Step, msg)
 }
