@@ -82,7 +82,7 @@ func (c *CA) Fingerprint() string {
 
 // newCA makes a CA in memory.
 func newCA(o CAOptions) (*CA, error) {
-	if err := checkKeyType(o.KeyType); err != nil {
+	if err := CheckKeyType(o.KeyType); err != nil {
 		return nil, fmt.Errorf("create CA: %w", err)
 	}
 	if o.Days < 0 {
@@ -184,7 +184,7 @@ func (s *State) checkNoCA() error {
 	certPath, keyPath := s.caFiles()
 	for _, p := range []string{certPath, keyPath} {
 		if _, err := os.Lstat(p); err == nil {
-			return fmt.Errorf("%w: %s; mtlsctl never replaces a CA: use `mtlsctl rotate ca` to roll over to a new one", ErrCAExists, p)
+			return fmt.Errorf("%w: %s", ErrCAExists, p)
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("check for a CA: %w", err)
 		}
@@ -201,7 +201,7 @@ func (s *State) LoadCA() (*CA, error) {
 	_, keyStatErr := os.Stat(keyPath)
 	switch {
 	case errors.Is(certErr, fs.ErrNotExist) && errors.Is(keyStatErr, fs.ErrNotExist):
-		return nil, fmt.Errorf("%w: %s does not exist (run `mtlsctl generate` to create the CA, or import one)", ErrNoCA, certPath)
+		return nil, fmt.Errorf("%w: %s does not exist", ErrNoCA, certPath)
 	case errors.Is(certErr, fs.ErrNotExist):
 		return nil, fmt.Errorf("%w: %s exists without its certificate %s: an earlier run was interrupted while creating the CA "+
 			"(no certificate was issued by it); remove the key file and run `mtlsctl generate` again, or restore the certificate from a backup",
@@ -264,7 +264,7 @@ func (s *State) ImportCA(certData, keyData []byte) (*CA, error) {
 		if bytes.Equal(cur.Cert.Raw, cert.Raw) {
 			return cur, nil
 		}
-		return nil, fmt.Errorf("%w: %s (fingerprint %s) differs from the one imported (fingerprint %s); use `mtlsctl rotate ca` to change CA",
+		return nil, fmt.Errorf("%w: %s (fingerprint %s) differs from the one imported (fingerprint %s)",
 			ErrCAExists, s.path(caDir, caCertFile), cur.Fingerprint(), CertFingerprint(cert.Raw))
 	} else if !errors.Is(err, ErrNoCA) {
 		return nil, err

@@ -161,7 +161,7 @@ func TestLoadCAErrors(t *testing.T) {
 		{name: "key without cert", mutate: func(t *testing.T, c, k string) { os.Remove(c) }, wantErr: ErrCorrupt, wantMsg: []string{"interrupted", caKeyFile}},
 		{name: "cert without key", mutate: func(t *testing.T, c, k string) { os.Remove(k) }, wantErr: ErrCorrupt, wantMsg: []string{"missing", caKeyFile}},
 		{name: "mismatched key", mutate: func(t *testing.T, c, k string) { os.WriteFile(k, other.keyPEM, 0o600) }, wantErr: ErrCorrupt, wantMsg: []string{"does not match"}},
-		{name: "loose key", mutate: func(t *testing.T, c, k string) { os.Chmod(k, 0o644) }, wantErr: ErrLoosePermissions, wantMsg: []string{"chmod 600"}},
+		{name: "loose key", mutate: func(t *testing.T, c, k string) { os.Chmod(k, 0o644) }, wantErr: ErrLoosePermissions, wantMsg: []string{caKeyFile, "0644"}},
 		{name: "unreadable key", mutate: func(t *testing.T, c, k string) {
 			if os.Getuid() == 0 {
 				t.Skip("root reads everything")
@@ -208,7 +208,7 @@ func TestImportCA(t *testing.T) {
 	}{
 		{name: "import", cert: src.CertPEM, key: src.keyPEM},
 		{name: "same again is a no-op", cert: src.CertPEM, key: src.keyPEM, existing: src},
-		{name: "different CA exists", cert: src.CertPEM, key: src.keyPEM, existing: other, wantErr: ErrCAExists, wantMsg: "rotate ca"},
+		{name: "different CA exists", cert: src.CertPEM, key: src.keyPEM, existing: other, wantErr: ErrCAExists, wantMsg: "differs from the one imported"},
 		{name: "mismatched key", cert: src.CertPEM, key: other.keyPEM, wantErr: ErrInvalidCA, wantMsg: "does not belong"},
 		{name: "not a CA", cert: leaf.CertPEM, key: leaf.KeyPEM, wantErr: ErrInvalidCA, wantMsg: "not a CA"},
 		{name: "garbage cert", cert: []byte("nope"), key: src.keyPEM, wantErr: ErrInvalidCA},

@@ -8,7 +8,12 @@
 // It must not touch the network or the nodes, render any Consul
 // configuration, or print a secret: errors and reports carry fingerprints
 // (see [CA.Fingerprint], [CertFingerprint] and [GossipFingerprint]), never a
-// private key or a gossip key.
+// private key or a gossip key. Errors say what is wrong and where (the file,
+// the fingerprint) and match a sentinel or typed error (ErrNoCA,
+// ErrStaleLock, *PermissionError, ...); the command line, which knows the
+// commands and flags, adds what to do next. Recovery steps that only make
+// sense for one damaged file (restore it from a backup, remove it) stay in
+// that error's text.
 //
 // # Layout
 //

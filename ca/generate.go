@@ -161,7 +161,7 @@ func (s *State) Generate(t *inventory.Topology, o GenerateOptions) (*GenerateRep
 		}
 		reissue[n] = true
 	}
-	if err := checkKeyType(o.Leaf.KeyType); err != nil {
+	if err := CheckKeyType(o.Leaf.KeyType); err != nil {
 		return nil, fmt.Errorf("leaf keys: %w", err)
 	}
 	now := time.Now
@@ -433,7 +433,7 @@ func (s *State) Credentials(t *inventory.Topology) (*Credentials, error) {
 		slices.SortFunc(stale, func(a, b error) int {
 			return strings.Compare(a.(*NodeError).Node, b.(*NodeError).Node)
 		})
-		return nil, fmt.Errorf("%w for %d node(s): run `mtlsctl generate`:\n%w", ErrStale, len(stale), errors.Join(stale...))
+		return nil, fmt.Errorf("%w for %d node(s):\n%w", ErrStale, len(stale), errors.Join(stale...))
 	}
 	cr := &Credentials{
 		CABundlePEM:   bundle,

@@ -101,7 +101,7 @@ func (s *State) Keyring() (*Keyring, error) {
 	path := s.path(gossipFile)
 	data, err := readSecret(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s does not exist (run `mtlsctl generate`, or import a key)", ErrNoGossipKey, path)
+		return nil, fmt.Errorf("%w: %s does not exist", ErrNoGossipKey, path)
 	}
 	if err != nil {
 		return nil, err
@@ -149,7 +149,7 @@ func (s *State) ImportGossipKey(k string) error {
 	case err == nil && cur.Primary == k:
 		return nil
 	case err == nil:
-		return fmt.Errorf("%w: %s holds key %s, the imported key is %s: use `mtlsctl rotate gossip` to change it",
+		return fmt.Errorf("%w: %s holds key %s, the imported key is %s",
 			ErrGossipExists, s.path(gossipFile), GossipFingerprint(cur.Primary), GossipFingerprint(k))
 	case !errors.Is(err, ErrNoGossipKey):
 		return err

@@ -54,7 +54,9 @@ func GenerateKey(keyType string) (crypto.Signer, error) {
 	return nil, fmt.Errorf("%w %q: use %s, %s, %s or %s", ErrKeyType, keyType, KeyECDSAP256, KeyECDSAP384, KeyRSA2048, KeyRSA4096)
 }
 
-func checkKeyType(keyType string) error {
+// CheckKeyType returns an error matching ErrKeyType unless GenerateKey
+// makes keys of keyType ("" is the default, ECDSA P-256).
+func CheckKeyType(keyType string) error {
 	switch keyType {
 	case "", KeyECDSAP256, KeyECDSAP384, KeyRSA2048, KeyRSA4096:
 		return nil

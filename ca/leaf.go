@@ -16,6 +16,10 @@ import (
 // ErrInvalidSpec means a LeafSpec cannot be issued as it is.
 var ErrInvalidSpec = errors.New("invalid certificate request")
 
+// ErrCAExpired means the CA can sign no more certificates: it is past its
+// NotAfter, and a leaf may not outlive its CA.
+var ErrCAExpired = errors.New("the CA has expired")
+
 // LeafSpec is what a node's certificate is issued for.
 type LeafSpec struct {
 	Node       string `json:"node"`
@@ -147,7 +151,7 @@ func (c *CA) Issue(spec LeafSpec, o IssueOptions) (*Leaf, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkKeyType(o.KeyType); err != nil {
+	if err := CheckKeyType(o.KeyType); err != nil {
 		return nil, fmt.Errorf("node %q: %w", sp.Node, err)
 	}
 	if err := c.permits(sp); err != nil {
@@ -181,7 +185,7 @@ func (c *CA) Issue(spec LeafSpec, o IssueOptions) (*Leaf, error) {
 		notAfter = c.Cert.NotAfter
 	}
 	if !notAfter.After(t0) {
-		return fail(fmt.Errorf("the CA (fingerprint %s) expired on %s: run `mtlsctl rotate ca`", c.Fingerprint(), c.Cert.NotAfter.Format(time.DateOnly)))
+		return fail(fmt.Errorf("%w: fingerprint %s, expired on %s", ErrCAExpired, c.Fingerprint(), c.Cert.NotAfter.Format(time.DateOnly)))
 	}
 	usage := x509.KeyUsageDigitalSignature
 	if _, ok := key.(*rsa.PrivateKey); ok {

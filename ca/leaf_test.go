@@ -158,7 +158,7 @@ func TestIssueErrors(t *testing.T) {
 		{name: "bad key type", spec: ok, opts: IssueOptions{KeyType: "ed448"}, wantErr: ErrKeyType},
 		{name: "key generation fails", spec: ok, opts: IssueOptions{KeyGen: func(string) (crypto.Signer, error) { return nil, io.ErrUnexpectedEOF }}, wantErr: io.ErrUnexpectedEOF, wantMsg: `node "n1"`},
 		{name: "rand fails", spec: ok, opts: IssueOptions{Rand: bytes.NewReader([]byte{1, 2})}, wantErr: io.ErrUnexpectedEOF},
-		{name: "CA expired", ca: short, spec: ok, opts: IssueOptions{Now: func() time.Time { return t0.AddDate(0, 0, 11) }}, wantMsg: "rotate ca"},
+		{name: "CA expired", ca: short, spec: ok, opts: IssueOptions{Now: func() time.Time { return t0.AddDate(0, 0, 11) }}, wantErr: ErrCAExpired, wantMsg: "expired on"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

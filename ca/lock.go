@@ -54,11 +54,10 @@ func (e *LockError) Error() string {
 		if e.Running {
 			note = fmt.Sprintf("pid %d is running now, but it does not hold the lock: check it is not mtlsctl", e.Holder.PID)
 		}
-		return fmt.Sprintf("%s: %s: it was taken by %s and never released (%s); "+
-			"make sure no mtlsctl is still working on this state, then run again with --force-unlock",
+		return fmt.Sprintf("%s: %s: it was taken by %s and never released (%s)",
 			ErrStaleLock, e.Path, e.Holder, note)
 	}
-	return fmt.Sprintf("%s: %s is held by %s; wait for it to finish", ErrLocked, e.Path, e.Holder)
+	return fmt.Sprintf("%s: %s is held by %s", ErrLocked, e.Path, e.Holder)
 }
 
 // Unwrap returns ErrLocked or ErrStaleLock.

@@ -87,7 +87,7 @@ func TestLockHeldByAnotherProcess(t *testing.T) {
 	if !errors.Is(err, ErrStaleLock) || !errors.As(err, &le) || !le.Stale {
 		t.Fatalf("error %v, want ErrStaleLock", err)
 	}
-	for _, m := range []string{fmt.Sprint(child.Process.Pid), "child-op", "--force-unlock"} {
+	for _, m := range []string{fmt.Sprint(child.Process.Pid), "child-op", "never released"} {
 		if !strings.Contains(err.Error(), m) {
 			t.Errorf("error %q does not mention %q", err, m)
 		}
@@ -164,8 +164,8 @@ func TestStaleLockRecord(t *testing.T) {
 			if le.Running != tc.running {
 				t.Errorf("Running %v, want %v", le.Running, tc.running)
 			}
-			if !strings.Contains(err.Error(), "--force-unlock") {
-				t.Errorf("error %q should say --force-unlock", err)
+			if !strings.Contains(err.Error(), "never released") {
+				t.Errorf("error %q should say the lock was never released", err)
 			}
 			if tc.name == "dead pid" && (!strings.Contains(err.Error(), "2147483646") || !strings.Contains(err.Error(), "2026-01-02T03:04:05Z")) {
 				t.Errorf("error %q should name pid and time", err)

@@ -10,7 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Sentinel errors; each is wrapped with the path and what to do.
+// Sentinel errors; each is wrapped with the path and what is wrong. What to
+// do next is the command line's to say, keyed by errors.Is.
 var (
 	// ErrNoState means the state directory does not exist (and
 	// OpenOptions.Create was not set).
@@ -80,7 +81,7 @@ func Open(dir string, opts OpenOptions) (*State, error) {
 			return nil, fmt.Errorf("create state directory: %w", err)
 		}
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("%w: %s (run `mtlsctl generate` to create it, or pass --state)", ErrNoState, abs)
+		return nil, fmt.Errorf("%w: %s", ErrNoState, abs)
 	case err != nil:
 		return nil, fmt.Errorf("state directory: %w", err)
 	case !fi.IsDir():
@@ -107,8 +108,8 @@ func (s *State) path(elem ...string) string {
 	return filepath.Join(append([]string{s.dir}, elem...)...)
 }
 
-// checkPerm returns ErrLoosePermissions (with the chmod to run) when path is
-// accessible to group or others.
+// checkPerm returns a *PermissionError (matching ErrLoosePermissions) when
+// path is accessible to group or others.
 func checkPerm(path string, dir bool) error {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -117,16 +118,34 @@ func checkPerm(path string, dir bool) error {
 	return permError(path, fi.Mode(), dir)
 }
 
+// PermissionError is a secret file or the state directory that group or
+// others can access; it matches ErrLoosePermissions with errors.Is.
+type PermissionError struct {
+	Path string
+	Mode fs.FileMode // the permission bits found
+	Dir  bool
+}
+
+func (e *PermissionError) Error() string {
+	return fmt.Sprintf("%s: %s has mode %04o, readable by group or others; it holds secrets", ErrLoosePermissions, e.Path, e.Mode)
+}
+
+// Unwrap returns ErrLoosePermissions.
+func (e *PermissionError) Unwrap() error { return ErrLoosePermissions }
+
+// Want is the mode the file or directory should have: 0700 or 0600.
+func (e *PermissionError) Want() fs.FileMode {
+	if e.Dir {
+		return 0o700
+	}
+	return 0o600
+}
+
 func permError(path string, mode fs.FileMode, dir bool) error {
 	if mode.Perm()&looseBits == 0 {
 		return nil
 	}
-	want := "600"
-	if dir {
-		want = "700"
-	}
-	return fmt.Errorf("%w: %s has mode %04o, readable by group or others; it holds secrets: run `chmod %s %s`",
-		ErrLoosePermissions, path, mode.Perm(), want, path)
+	return &PermissionError{Path: path, Mode: mode.Perm(), Dir: dir}
 }
 
 // readSecret reads a private key or secret file, refusing it when group or

@@ -1,6 +1,8 @@
 package ca
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -15,15 +17,19 @@ func TestOpen(t *testing.T) {
 		create  bool
 		wantErr error
 		wantMsg []string
+		// wantChmod is the mode a *PermissionError asks for (the command
+		// line turns it into the chmod to run).
+		wantChmod fs.FileMode
 	}{
 		{name: "creates missing dir 0700", create: true},
-		{name: "missing without create", wantErr: ErrNoState, wantMsg: []string{"mtlsctl generate"}},
+		{name: "missing without create", wantErr: ErrNoState, wantMsg: []string{"state"}},
 		{name: "existing 0700", setup: func(t *testing.T, dir string) { os.Mkdir(dir, 0o700) }},
 		{
-			name:    "loose dir",
-			setup:   func(t *testing.T, dir string) { os.Mkdir(dir, 0o700); os.Chmod(dir, 0o755) },
-			wantErr: ErrLoosePermissions,
-			wantMsg: []string{"0755", "chmod 700"},
+			name:      "loose dir",
+			setup:     func(t *testing.T, dir string) { os.Mkdir(dir, 0o700); os.Chmod(dir, 0o755) },
+			wantErr:   ErrLoosePermissions,
+			wantMsg:   []string{"0755"},
+			wantChmod: 0o700,
 		},
 		{
 			name: "loose CA key",
@@ -33,8 +39,9 @@ func TestOpen(t *testing.T) {
 				os.WriteFile(filepath.Join(dir, "ca", caKeyFile), []byte("x"), 0o640)
 				os.Chmod(filepath.Join(dir, "ca", caKeyFile), 0o640)
 			},
-			wantErr: ErrLoosePermissions,
-			wantMsg: []string{caKeyFile, "0640", "chmod 600"},
+			wantErr:   ErrLoosePermissions,
+			wantMsg:   []string{caKeyFile, "0640"},
+			wantChmod: 0o600,
 		},
 		{
 			name: "loose gossip file",
@@ -69,6 +76,10 @@ func TestOpen(t *testing.T) {
 				return
 			}
 			checkErr(t, err, tc.wantErr, tc.wantMsg...)
+			var pe *PermissionError
+			if tc.wantChmod != 0 && (!errors.As(err, &pe) || pe.Want() != tc.wantChmod) {
+				t.Errorf("error %v: want a *PermissionError asking for %04o", err, tc.wantChmod)
+			}
 		})
 	}
 }

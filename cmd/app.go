@@ -7,10 +7,10 @@ package cmd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -22,34 +22,21 @@ var Version = "dev"
 
 // Main runs the command line with the given arguments and streams and returns
 // the process exit code: 0 success, 1 failure, 2 for "changes pending" under
-// plan --detailed-exitcode, 3 for usage errors.
+// plan --detailed-exitcode, 3 for usage errors. It prints a failure once, on
+// stderr, followed by what to do next when that is known.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	err := NewApp(stdin, stdout, stderr).RunContext(ctx, args)
-	if err == nil {
-		return 0
-	}
-	var ec cli.ExitCoder
-	if errors.As(err, &ec) {
-		if msg := err.Error(); msg != "" {
-			fmt.Fprintln(stderr, msg)
-		}
-		return ec.ExitCode()
-	}
-	var pending app.ChangesPending
-	if errors.As(err, &pending) {
-		return 2
+	code := exitCode(err)
+	if code == exitOK || code == exitPending {
+		// Changes pending is an answer, not a failure: the plan said it.
+		return code
 	}
 	fmt.Fprintf(stderr, "mtlsctl: %v\n", err)
-	var usage usageError
-	if errors.As(err, &usage) {
-		return 3
+	if h := hint(err); h != "" {
+		fmt.Fprintf(stderr, "hint: %s\n", h)
 	}
-	return 1
+	return code
 }
-
-type usageError struct{ msg string }
-
-func (u usageError) Error() string { return u.msg }
 
 // NewApp builds the command-line application on the given streams.
 func NewApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
@@ -74,9 +61,10 @@ func NewApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			case "text", "json":
 				return nil
 			}
-			return usageError{fmt.Sprintf("--output %q: use text or json", c.String("output"))}
+			return app.Usagef("--output %q: use text or json", c.String("output"))
 		},
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err.Error()} },
+		OnUsageError: onUsageError,
+		Action:       groupAction,
 		Commands: []*cli.Command{
 			inventoryCommand(),
 			generateCommand(),
@@ -90,16 +78,13 @@ func NewApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			demoCommand(),
 		},
 	}
-	setUsageErrors(a.Commands)
-	return a
-}
-
-// setUsageErrors makes a flag error on any (sub)command a usage error (exit 3).
-func setUsageErrors(cmds []*cli.Command) {
-	for _, c := range cmds {
-		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError{err.Error()} }
-		setUsageErrors(c.Subcommands)
+	for _, c := range a.Commands {
+		if len(c.Subcommands) > 0 && c.Action == nil {
+			c.Action = groupAction
+		}
 	}
+	wireUsage(a.Commands)
+	return a
 }
 
 // common reads the global flags.
@@ -126,7 +111,7 @@ func isTerminal(v any) bool {
 
 func noArgs(c *cli.Context) error {
 	if c.NArg() > 0 {
-		return usageError{fmt.Sprintf("%s: unexpected argument %q", c.Command.FullName(), c.Args().First())}
+		return app.Usagef("%s: unexpected argument %q", strings.TrimPrefix(commandName(c), c.App.Name+" "), c.Args().First())
 	}
 	return nil
 }

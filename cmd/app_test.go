@@ -214,6 +214,11 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
 	}
+	// The sandbox's consul only records the call: the demo must not claim
+	// that anything was validated.
+	if strings.Contains(out+errOut, "validate passed") || !strings.Contains(errOut, "nothing was validated") {
+		t.Errorf("demo progress should say the sandbox validated nothing:\n%s", errOut)
+	}
 }
 
 func TestPlanUnreachableNodes(t *testing.T) {

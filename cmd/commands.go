@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -35,7 +34,7 @@ func inventoryCommand() *cli.Command {
 				},
 				Action: func(c *cli.Context) error {
 					if c.NArg() == 0 {
-						return usageError{"inventory import-apigee: give the silent config file(s) to import"}
+						return app.Usagef("inventory import-apigee: give the silent config file(s) to import")
 					}
 					return app.ImportApigee(common(c), app.ImportOptions{
 						Files: c.Args().Slice(),
@@ -86,11 +85,16 @@ func renderCommand() *cli.Command {
 		Name:  "render",
 		Usage: "write every node's bundle under DIR/<node>/<absolute path on the node>",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "out", Required: true, Usage: "output `DIR` (created; must be empty or absent)"},
+			// Checked in the action, not with Required: urfave's missing-flag
+			// error has no type to tell it apart (usage, exit 3).
+			&cli.StringFlag{Name: "out", Usage: "output `DIR` (created; must be empty or absent) (required)"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
+			}
+			if c.String("out") == "" {
+				return app.Usagef("render: --out DIR is required")
 			}
 			return app.Render(common(c), c.String("out"))
 		},
@@ -115,7 +119,7 @@ func portsCommand() *cli.Command {
 			switch format {
 			case "table", "json", "apigee-report":
 			default:
-				return usageError{fmt.Sprintf("ports --format %q: use table, json or apigee-report", format)}
+				return app.Usagef("ports --format %q: use table, json or apigee-report", format)
 			}
 			return app.Ports(common(c), format)
 		},
@@ -177,7 +181,7 @@ func applyCommand() *cli.Command {
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {
-				return usageError{fmt.Sprintf("apply takes at most one argument, a saved plan file; got %d", c.NArg())}
+				return app.Usagef("apply takes at most one argument, a saved plan file; got %d", c.NArg())
 			}
 			return app.Apply(c.Context, common(c), distOptions(c), app.ApplyOptions{
 				Yes:         c.Bool("yes"),

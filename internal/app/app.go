@@ -73,6 +73,34 @@ func (c ChangesPending) Error() string {
 	return fmt.Sprintf("changes pending on %d node(s)", c.Nodes)
 }
 
+// ErrUsage marks an error in how mtlsctl was called: an unknown flag or
+// command, a bad flag value, a missing argument, a node name the cluster
+// file does not have. The command line exits 3 for it (see the README).
+var ErrUsage = errors.New("usage error")
+
+// usageError is an error that matches ErrUsage with errors.Is while its text
+// stays the caller's own (no "usage error:" prefix).
+type usageError struct{ err error }
+
+func (e *usageError) Error() string   { return e.err.Error() }
+func (e *usageError) Unwrap() []error { return []error{ErrUsage, e.err} }
+
+// Usagef formats an error (%w allowed) that matches ErrUsage.
+func Usagef(format string, a ...any) error {
+	return &usageError{fmt.Errorf(format, a...)}
+}
+
+// UnknownNodeError is a node name, given with --nodes, that the cluster
+// file does not have. It comes wrapped as a usage error.
+type UnknownNodeError struct {
+	Node   string
+	Source string // the cluster file
+}
+
+func (e *UnknownNodeError) Error() string {
+	return fmt.Sprintf("%q is not a node of %s", e.Node, e.Source)
+}
+
 // ErrReported marks a failure already reported in full (per node, above the
 // summary): the command line exits 1 without printing it again.
 var ErrReported = errors.New("failed (see the report above)")

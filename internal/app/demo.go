@@ -16,6 +16,7 @@ import (
 
 	"github.com/mtlsctl/mtlsctl/ca"
 	"github.com/mtlsctl/mtlsctl/examples"
+	"github.com/mtlsctl/mtlsctl/internal/progress"
 	"github.com/mtlsctl/mtlsctl/internal/sshsandbox"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
@@ -35,7 +36,7 @@ type DemoOptions struct {
 func Demo(ctx context.Context, c Common, o DemoOptions) error {
 	data, err := examples.FS.ReadFile(o.Example + ".yaml")
 	if err != nil {
-		return fmt.Errorf("--example %q: no such example (try edge-5, edge-9, edge-12 or edge-13)", o.Example)
+		return Usagef("--example %q: no such example (try edge-5, edge-9, edge-12 or edge-13)", o.Example)
 	}
 	t, err := inventory.Parse(o.Example+".yaml", data)
 	if err != nil {
@@ -72,7 +73,7 @@ func Demo(ctx context.Context, c Common, o DemoOptions) error {
 	sub.Interactive = false
 	// The sandbox nodes hold files but run no Consul agents: skip the live
 	// health checks that apply and status make on a real cluster.
-	d := DistOptions{Concurrency: 20, HomeDir: filepath.Join(dir, "home"), SkipLive: true}
+	d := DistOptions{Concurrency: 20, HomeDir: filepath.Join(dir, "home"), SkipLive: true, annotate: sandboxProgress}
 
 	step := func(title string) { c.printf("\n==> %s\n", title) }
 	c.printf("sandbox: %d nodes of %s (%d datacenter(s)), one SSH server each on 127.0.0.1, files under %s\n",
@@ -116,6 +117,24 @@ func Demo(ctx context.Context, c Common, o DemoOptions) error {
 		c.printf("(the SSH servers stop when the demo ends; node files stay under %s)\n", filepath.Join(dir, "nodes"))
 	}
 	return nil
+}
+
+// sandboxProgress says what the sandbox did where distribute's progress
+// describes a real node: the sandbox's consul and systemctl are stand-ins
+// that record the call and succeed, so "consul validate passed" would claim
+// a check that never ran. (The text comes from distribute; it is matched
+// here rather than changed there, where only the demo knows the difference.)
+func sandboxProgress(e progress.Event) progress.Event {
+	if e.Err != nil {
+		return e
+	}
+	switch {
+	case e.Step == "validate" && e.Msg == "consul validate passed":
+		e.Msg = "the sandbox's stand-in consul recorded `consul validate`; nothing was validated"
+	case e.Step == "reload" || e.Step == "restart":
+		e.Msg = strings.TrimSpace(e.Msg + " (the sandbox's stand-in systemctl only records it; no agent runs)")
+	}
+	return e
 }
 
 type sandbox struct {

@@ -142,8 +142,33 @@ type GenerateOptions struct {
 	ForceUnlock     bool // clear a state lock left by a dead run
 }
 
+// check refuses flag values generate cannot use, as usage errors, before
+// anything is read or locked.
+func (o GenerateOptions) check() error {
+	for _, f := range []struct{ flag, keyType string }{{"--ca-key-type", o.CAKeyType}, {"--key-type", o.KeyType}} {
+		if err := ca.CheckKeyType(f.keyType); err != nil {
+			return Usagef("%s: %w", f.flag, err)
+		}
+	}
+	for _, f := range []struct {
+		flag string
+		days int
+	}{{"--ca-days", o.CADays}, {"--cert-days", o.CertDays}} {
+		if f.days < 0 {
+			return Usagef("%s %d: give a positive number of days", f.flag, f.days)
+		}
+	}
+	if o.RenewBefore < 0 {
+		return Usagef("--renew-before: give zero or more days")
+	}
+	return nil
+}
+
 // Generate creates what is missing in the state directory.
 func Generate(c Common, o GenerateOptions) error {
+	if err := o.check(); err != nil {
+		return err
+	}
 	t, err := inventory.Load(c.Inventory)
 	if err != nil {
 		return err
@@ -199,17 +224,26 @@ func loadBundles(c Common) (*inventory.Topology, []consulcfg.Bundle, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := ca.Open(c.State, ca.OpenOptions{})
+	bundles, err := renderBundles(c, t)
 	if err != nil {
 		return nil, nil, err
+	}
+	return t, bundles, nil
+}
+
+// renderBundles renders every node's bundle of t from the state directory.
+func renderBundles(c Common, t *inventory.Topology) ([]consulcfg.Bundle, error) {
+	st, err := ca.Open(c.State, ca.OpenOptions{})
+	if err != nil {
+		return nil, err
 	}
 	creds, err := st.Credentials(t)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	ports, err := statePorts(st, t)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	leaves := make(map[string]consulcfg.Leaf, len(creds.Leaves))
 	for name, l := range creds.Leaves {
@@ -223,9 +257,9 @@ func loadBundles(c Common) (*inventory.Topology, []consulcfg.Bundle, error) {
 		GossipKey: creds.GossipKey,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return t, bundles, nil
+	return bundles, nil
 }
 
 // statePorts returns the recorded port assignment, which must cover the

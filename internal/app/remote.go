@@ -9,7 +9,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/mtlsctl/mtlsctl/consulcfg"
 	"github.com/mtlsctl/mtlsctl/distribute"
 	"github.com/mtlsctl/mtlsctl/distribute/consulapi"
+	"github.com/mtlsctl/mtlsctl/internal/progress"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
@@ -36,6 +36,9 @@ type DistOptions struct {
 	HomeDir string
 	// Dial replaces the TCP dialer (tests: latency proxies).
 	Dial distribute.Options
+
+	// annotate rewrites progress events before they are shown (the demo).
+	annotate func(progress.Event) progress.Event
 }
 
 // ApplyOptions are the options of `apply`.
@@ -69,7 +72,7 @@ func (c Common) distOptions(d DistOptions, st *ca.State) distribute.Options {
 	if st != nil {
 		o.JournalDir = st.JournalDir()
 	}
-	o.Progress = newProgress(c.stderr(), c.Interactive && !c.JSON)
+	o.Progress = c.plainProgress(d)
 	if c.Interactive {
 		o.Passphrase = c.askPassphrase
 	}
@@ -89,30 +92,45 @@ func (c Common) askPassphrase(file string) ([]byte, error) {
 	return pass, err
 }
 
-// selectBundles keeps the bundles of the named nodes (all when none named),
-// refusing names the cluster file does not have.
-func selectBundles(t *inventory.Topology, bundles []consulcfg.Bundle, names []string) ([]consulcfg.Bundle, error) {
-	if len(names) == 0 {
-		return bundles, nil
+// selectBundles keeps the bundles of the named nodes (all when names is nil).
+func selectBundles(bundles []consulcfg.Bundle, names []string) []consulcfg.Bundle {
+	if names == nil {
+		return bundles
 	}
 	want := map[string]bool{}
-	for _, list := range names {
-		for _, n := range strings.Split(list, ",") {
-			n = strings.TrimSpace(n)
-			if n == "" {
-				continue
-			}
-			if t.Node(n) == nil {
-				return nil, fmt.Errorf("--nodes: %q is not a node of %s", n, t.Cluster.Source)
-			}
-			want[n] = true
-		}
+	for _, n := range names {
+		want[n] = true
 	}
 	var out []consulcfg.Bundle
 	for _, b := range bundles {
 		if want[b.Node] {
 			out = append(out, b)
 		}
+	}
+	return out
+}
+
+// parseNodes splits --nodes values (comma-separated) and checks every name
+// against the cluster file. No --nodes means every node (nil); a --nodes
+// that names no node ("" or ",") is a usage error, never "every node".
+func parseNodes(t *inventory.Topology, lists []string) ([]string, error) {
+	if len(lists) == 0 {
+		return nil, nil
+	}
+	var out []string
+	for _, list := range lists {
+		for _, n := range strings.Split(list, ",") {
+			if n = strings.TrimSpace(n); n == "" {
+				continue
+			}
+			if t.Node(n) == nil {
+				return nil, Usagef("--nodes: %w", &UnknownNodeError{Node: n, Source: t.Cluster.Source})
+			}
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return nil, Usagef("--nodes names no node: give node names, or leave --nodes out to work on every node")
 	}
 	return out, nil
 }
@@ -126,28 +144,38 @@ type remote struct {
 	st      *ca.State
 	o       distribute.Options
 	sess    *distribute.Session
+	rep     *switchReporter // the session's progress: live during a phase, plain lines otherwise
 }
 
 // openRemote loads the cluster file and the state, renders the bundles of
 // the selected nodes and opens the session (connections are made lazily).
 func openRemote(c Common, d DistOptions) (*remote, error) {
-	t, bundles, err := loadBundles(c)
+	t, err := inventory.Load(c.Inventory)
 	if err != nil {
 		return nil, err
 	}
-	if bundles, err = selectBundles(t, bundles, d.Nodes); err != nil {
+	// A bad --nodes is a usage error, found before the state is read.
+	names, err := parseNodes(t, d.Nodes)
+	if err != nil {
 		return nil, err
 	}
+	bundles, err := renderBundles(c, t)
+	if err != nil {
+		return nil, err
+	}
+	bundles = selectBundles(bundles, names)
 	st, err := ca.Open(c.State, ca.OpenOptions{})
 	if err != nil {
 		return nil, err
 	}
 	o := c.distOptions(d, st)
+	rep := &switchReporter{to: o.Progress}
+	o.Progress = rep
 	sess, err := distribute.Open(t, o)
 	if err != nil {
 		return nil, err
 	}
-	return &remote{t: t, bundles: bundles, st: st, o: o, sess: sess}, nil
+	return &remote{t: t, bundles: bundles, st: st, o: o, sess: sess, rep: rep}, nil
 }
 
 func (r *remote) close() { r.sess.Close() }
@@ -155,14 +183,15 @@ func (r *remote) close() { r.sess.Close() }
 // rebundle renders the selected nodes' bundles again from the state (a
 // rotation changes the state between its pushes).
 func (r *remote) rebundle(c Common, d DistOptions) error {
-	t, bundles, err := loadBundles(c)
+	names, err := parseNodes(r.t, d.Nodes)
 	if err != nil {
 		return err
 	}
-	if bundles, err = selectBundles(t, bundles, d.Nodes); err != nil {
+	bundles, err := renderBundles(c, r.t)
+	if err != nil {
 		return err
 	}
-	r.bundles = bundles
+	r.bundles = selectBundles(bundles, names)
 	return nil
 }
 
@@ -182,7 +211,9 @@ func Plan(ctx context.Context, c Common, d DistOptions, po PlanOptions) error {
 		return err
 	}
 	defer r.close()
+	stop := c.startProgress(r, d)
 	res, err := r.sess.Plan(ctx, r.bundles, distribute.PlanOptions{Diffs: true})
+	stop()
 	if err != nil {
 		return err
 	}
@@ -324,7 +355,10 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 		return err
 	}
 	if plan == nil {
-		if plan, err = r.sess.Plan(ctx, r.bundles, distribute.PlanOptions{Diffs: !a.Yes}); err != nil {
+		stop := c.startProgress(r, d)
+		plan, err = r.sess.Plan(ctx, r.bundles, distribute.PlanOptions{Diffs: !a.Yes})
+		stop()
+		if err != nil {
 			return err
 		}
 		if !a.Yes {
@@ -345,7 +379,9 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 	} else if recovered != "" {
 		return fmt.Errorf("%w: an interrupted apply was finished first, so the nodes moved since the plan %s; plan again", distribute.ErrMoved, a.PlanFile)
 	}
+	stop := c.startProgress(r, d)
 	res, err := r.sess.Apply(ctx, plan)
+	stop()
 	if res != nil {
 		res.Recovered = recovered
 		if c.JSON {
@@ -427,7 +463,9 @@ func Status(ctx context.Context, c Common, d DistOptions) error {
 		return err
 	}
 	defer r.close()
+	stop := c.startProgress(r, d)
 	res, _ := r.sess.Status(ctx, r.bundles)
+	stop()
 	if res == nil {
 		return errors.New("status: no result")
 	}
@@ -557,32 +595,4 @@ func CheckExpiration(ctx context.Context, c Common, d DistOptions, e ExpiryOptio
 		return fmt.Errorf("%w: %d certificate(s) expired, unreadable or expiring within %d days: run `mtlsctl generate` then `mtlsctl apply`", ErrReported, soon, e.WarnDays)
 	}
 	return nil
-}
-
-// progress prints per-node progress as plain lines, which read well both on
-// a terminal and in CI logs: the steps that change something (stage,
-// commit, reload, restart, rollback) and every failure. Read-only steps
-// (connect, inspect, verify) are left out unless they fail.
-type progress struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func newProgress(w io.Writer, _ bool) distribute.Reporter {
-	return &progress{w: w}
-}
-
-var quietSteps = map[string]bool{"connect": true, "inspect": true, "lock": true, "verify": true, "done": true, "download": true, "read": true}
-
-func (p *progress) Report(e distribute.Event) {
-	if e.Err == nil && quietSteps[e.Step] {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	msg := e.Msg
-	if e.Err != nil {
-		msg = strings.TrimSpace(msg + " FAILED: " + e.Err.Error())
-	}
-	fmt.Fprintf(p.w, "  %-12s %-8s %s\n", e.Node, e.Step, msg)
 }

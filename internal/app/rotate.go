@@ -176,7 +176,7 @@ func (x *rotation) agent(ctx context.Context) (*rotate.Client, string, error) {
 // rotation.
 func RotateGossip(ctx context.Context, c Common, d DistOptions, r RotateOptions) error {
 	if len(d.Nodes) > 0 {
-		return errors.New("rotate gossip changes every member's keyring: --nodes is not allowed")
+		return Usagef("rotate gossip changes every member's keyring: --nodes is not allowed")
 	}
 	x, err := startRotation(ctx, c, d, r, "rotate gossip", "Rotate the gossip key of every Consul agent?")
 	if err != nil {
@@ -293,19 +293,7 @@ func nodeNames(c Common, lists []string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for _, l := range lists {
-		for _, n := range strings.Split(l, ",") {
-			if n = strings.TrimSpace(n); n == "" {
-				continue
-			}
-			if t.Node(n) == nil {
-				return nil, fmt.Errorf("--nodes: %q is not a node of %s", n, t.Cluster.Source)
-			}
-			out = append(out, n)
-		}
-	}
-	return out, nil
+	return parseNodes(t, lists)
 }
 
 // RotateCA rolls the cluster over to a new CA in phases, each pushed,
@@ -314,7 +302,7 @@ func nodeNames(c Common, lists []string) ([]string, error) {
 // Re-running resumes an interrupted rollover.
 func RotateCA(ctx context.Context, c Common, d DistOptions, r RotateOptions) error {
 	if len(d.Nodes) > 0 {
-		return errors.New("rotate ca changes every node: --nodes is not allowed")
+		return Usagef("rotate ca changes every node: --nodes is not allowed")
 	}
 	x, err := startRotation(ctx, c, d, r, "rotate ca", "Roll every node over to a new CA (three pushes with reloads)?")
 	if err != nil {
