@@ -9,17 +9,6 @@ import (
 	"github.com/mtlsctl/mtlsctl/internal/atomicfile"
 )
 
-// WriteFileAtomic replaces path with data so that, even across a crash, the
-// file holds either its old or its new content, with exactly mode. The
-// parent directory must exist.
-//
-// Deprecated: use [atomicfile.WriteFile], the program's one atomic write.
-// This forwarder remains for callers outside the state directory until they
-// switch.
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	return atomicfile.WriteFile(path, data, mode)
-}
-
 // pendingFile is one file a batch will write into the state directory.
 type pendingFile struct {
 	path string

@@ -297,6 +297,9 @@ func (s *Session) stageNode(ctx context.Context, n *inventory.Node, j *journal, 
 		return nodeErr(n.Name, "lock", err)
 	}
 	gate.release(n.Name, nil)
+	if err := s.checkUnmoved(ctx, c, np); err != nil {
+		return nodeErr(n.Name, "lock", err)
+	}
 
 	s.report(n.Name, "stage", fmt.Sprintf("%d files", len(jn.Files)), nil)
 	done, err := s.upload(ctx, c, jn, contents)
@@ -718,4 +721,40 @@ func (g *lockGate) wait(ctx context.Context, node string) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// checkUnmoved inspects the node again, now that this run holds its lock,
+// and returns ErrMoved when it no longer holds what the plan saw: the plan
+// the user confirmed (or saved) is applied exactly, or not at all.
+func (s *Session) checkUnmoved(ctx context.Context, c *transport.Conn, np *NodePlan) error {
+	if np.Observed == "" {
+		return fmt.Errorf("%w: the plan has no record of what node %s held", ErrMoved, np.Node)
+	}
+	var paths []string
+	for _, f := range np.bundle.Files {
+		paths = append(paths, f.Path)
+	}
+	out, err := c.Run(ctx, "inspect", inspectScript(paths, s.stateDir(), false))
+	if err != nil {
+		return err
+	}
+	r, err := parseInspect(out, s.o.LockTTL)
+	if err != nil {
+		return err
+	}
+	if got := r.digest(np.bundle, s.stateDir()); got != np.Observed {
+		what := "its files"
+		if r.Generation != np.CurrentGeneration {
+			what = fmt.Sprintf("its generation (%s then, %s now)", orNoneGen(np.CurrentGeneration), orNoneGen(r.Generation))
+		}
+		return fmt.Errorf("%w: node %s changed %s since the plan; nothing was changed anywhere: plan again", ErrMoved, np.Node, what)
+	}
+	return nil
+}
+
+func orNoneGen(g string) string {
+	if g == "" {
+		return "none"
+	}
+	return g
 }

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/mtlsctl/mtlsctl/consulcfg"
-	"github.com/mtlsctl/mtlsctl/internal/delayproxy"
+	"github.com/mtlsctl/mtlsctl/internal/testinfra/delayproxy"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/mtlsctl/mtlsctl/internal/atomicfile"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/mtlsctl/mtlsctl/ca"
 	"github.com/mtlsctl/mtlsctl/examples"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
@@ -37,7 +37,7 @@ func sandboxCluster(t *testing.T) (Common, DistOptions) {
 		t.Fatal(err)
 	}
 	inv := filepath.Join(dir, "cluster.yaml")
-	if err := ca.WriteFileAtomic(inv, yml, 0o644); err != nil {
+	if err := atomicfile.WriteFile(inv, yml, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	c := Common{Inventory: inv, State: filepath.Join(dir, "state"), Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}}

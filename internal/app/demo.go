@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/mtlsctl/mtlsctl/internal/atomicfile"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -14,7 +15,6 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/mtlsctl/mtlsctl/ca"
 	"github.com/mtlsctl/mtlsctl/examples"
 	"github.com/mtlsctl/mtlsctl/internal/progress"
 	"github.com/mtlsctl/mtlsctl/internal/sshsandbox"
@@ -63,7 +63,7 @@ func Demo(ctx context.Context, c Common, o DemoOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := ca.WriteFileAtomic(clusterFile, yml, 0o644); err != nil {
+	if err := atomicfile.WriteFile(clusterFile, yml, 0o644); err != nil {
 		return err
 	}
 
@@ -164,7 +164,7 @@ func startSandbox(t *inventory.Topology, dir string) (*sandbox, error) {
 	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
 		return nil, err
 	}
-	if err := ca.WriteFileAtomic(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
+	if err := atomicfile.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
 		return nil, err
 	}
 	sshPub, err := ssh.NewPublicKey(pub)
@@ -188,7 +188,7 @@ func startSandbox(t *inventory.Topology, dir string) (*sandbox, error) {
 		fmt.Fprintf(&known, "[127.0.0.1]:%d %s", srv.Port(), ssh.MarshalAuthorizedKey(srv.HostKey()))
 	}
 	knownFile := filepath.Join(dir, "known_hosts")
-	if err := ca.WriteFileAtomic(knownFile, []byte(known.String()), 0o600); err != nil {
+	if err := atomicfile.WriteFile(knownFile, []byte(known.String()), 0o600); err != nil {
 		sb.close()
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/mtlsctl/mtlsctl/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,7 +111,7 @@ func ImportApigee(c Common, o ImportOptions) error {
 			c.printf("imported CA %s into %s\n", authority.Fingerprint(), c.State)
 		}
 	}
-	if err := ca.WriteFileAtomic(out, yml, 0o644); err != nil {
+	if err := atomicfile.WriteFile(out, yml, 0o644); err != nil {
 		return err
 	}
 	for _, w := range im.Warnings {
