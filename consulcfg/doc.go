@@ -8,5 +8,6 @@
 //
 // It must not touch the network, the admin state directory or any node, and
 // it never sees the CA private key. Rendering is deterministic: the same input
-// gives the same bytes, so bundles can be diffed and golden-tested.
+// gives the same bytes, so bundles can be diffed and golden-tested. It
+// must never import ca or distribute.
 package consulcfg

@@ -1,7 +1,10 @@
 // Package app runs mtlsctl's commands: each function takes the global
 // settings and one options struct, strings the packages together (inventory →
 // ca → consulcfg → distribute) and prints the result. It is what the command
-// line calls, kept out of cmd so that tests reach every path.
+// line calls, kept out of cmd so that tests reach every path. A command
+// that reaches the nodes builds its topology, state, bundles and session
+// (one SSH connection per node) once, and every phase shares them. It must
+// never import cmd.
 package app
 
 import (

@@ -4,7 +4,7 @@
 // the same key or certificate always reads the same everywhere.
 //
 // It must not return, log or otherwise expose its input: a fingerprint is a
-// truncated or full digest only.
+// truncated or full digest only. It must import nothing of mtlsctl.
 package fingerprint
 
 import (

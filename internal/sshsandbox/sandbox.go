@@ -7,7 +7,8 @@
 // It owns nothing but its own root directory and goroutines. It is used by
 // the distribute package's tests and by `mtlsctl demo`; it must never be
 // exposed beyond 127.0.0.1, and it is not a security boundary: symbolic links
-// inside the root and the shell it runs can reach the whole machine.
+// inside the root and the shell it runs can reach the whole machine. It
+// must never import the rest of mtlsctl.
 package sshsandbox
 
 import (

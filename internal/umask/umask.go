@@ -1,5 +1,6 @@
 // Package umask reads the process's file mode creation mask without
-// changing it. It owns only that; it must not create or change files.
+// changing it. It owns only that; it must not create or change files, and
+// imports nothing of mtlsctl.
 package umask
 
 import (
