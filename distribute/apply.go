@@ -332,15 +332,18 @@ func (s *Session) stageNode(ctx context.Context, n *inventory.Node, j *journal, 
 	}
 	if err != nil {
 		if verr := s.validateError(err, j.RunID); verr != nil {
-			s.report(n.Name, "validate", "", nil)
+			s.report(n.Name, "validate", "", verr)
 			return nodeErr(n.Name, "validate", verr)
 		}
 		return nodeErr(n.Name, "verify", err)
 	}
 	if len(vfiles) > 0 {
-		s.report(n.Name, "validate", "", nil)
-		if strings.Contains(out, markerValid) {
+		// One line: what was checked, or that nothing could be.
+		switch {
+		case strings.Contains(out, markerValid):
 			s.report(n.Name, "validate", "consul validate passed", nil)
+		case strings.Contains(out, markerNoConsul):
+			s.report(n.Name, "validate", "no consul binary on the node: not validated", nil)
 		}
 	}
 	if err := j.update(func() { jn.Staged = true }); err != nil {
