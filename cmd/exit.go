@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mtlsctl/mtlsctl/ca"
+	"github.com/mtlsctl/mtlsctl/distribute"
 	"github.com/mtlsctl/mtlsctl/internal/app"
 )
 
@@ -77,6 +78,8 @@ func hint(err error) string {
 		return "wait for that run to finish, then run the command again"
 	case errors.As(err, &perm):
 		return fmt.Sprintf("run `chmod %o %s`", perm.Want(), perm.Path)
+	case errors.Is(err, distribute.ErrMoved), errors.Is(err, distribute.ErrStalePlan):
+		return "review what changed with `mtlsctl plan`, then apply again (or save a new plan with `plan -out FILE`)"
 	}
 	return ""
 }

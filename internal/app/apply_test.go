@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/mtlsctl/mtlsctl/internal/atomicfile"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/mtlsctl/mtlsctl/distribute"
 	"github.com/mtlsctl/mtlsctl/examples"
+	"github.com/mtlsctl/mtlsctl/internal/atomicfile"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
@@ -125,5 +127,32 @@ func TestApplyJSONStdoutIsJSON(t *testing.T) {
 	}
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil || !res.Changed {
 		t.Fatalf("stdout is not the apply's JSON (%v):\n%s", err, out)
+	}
+}
+
+// plan -out FILE then apply FILE applies exactly that plan, without asking;
+// the same file applied again is refused, because every node moved since.
+func TestSavedPlanFile(t *testing.T) {
+	c, d := sandboxCluster(t)
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "plan.json")
+	if err := Plan(ctx, c, d, PlanOptions{Out: file}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(c.Stdout.(*bytes.Buffer).String(), "saved the plan to "+file) {
+		t.Errorf("plan -out does not say where the plan went:\n%s", c.Stdout)
+	}
+	if !pending(t, c, d) {
+		t.Fatal("plan -out changed the nodes")
+	}
+	if err := Apply(ctx, c, d, ApplyOptions{PlanFile: file}); err != nil {
+		t.Fatalf("apply FILE: %v", err)
+	}
+	if pending(t, c, d) {
+		t.Fatal("apply FILE left changes pending")
+	}
+	err := Apply(ctx, c, d, ApplyOptions{PlanFile: file})
+	if !errors.Is(err, distribute.ErrMoved) || !strings.Contains(err.Error(), "since the plan") {
+		t.Fatalf("second apply of the same plan: %v, want ErrMoved", err)
 	}
 }

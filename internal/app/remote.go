@@ -393,7 +393,7 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 		}
 	}
 	if err != nil && res != nil {
-		return fmt.Errorf("%w: %v", ErrReported, summarizeErr(err))
+		return reported(err)
 	}
 	if err != nil {
 		return err
@@ -407,6 +407,17 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 	}
 	return nil
 }
+
+// reported is err after the per-node report printed it in full: its text
+// is one summary line, and errors.Is/As still find its causes (ErrMoved,
+// ErrLocked, ...) for the exit code and the hint.
+func reported(err error) error { return &reportedError{err: err} }
+
+type reportedError struct{ err error }
+
+func (e *reportedError) Error() string { return ErrReported.Error() + ": " + summarizeErr(e.err) }
+
+func (e *reportedError) Unwrap() []error { return []error{ErrReported, e.err} }
 
 // summarizeErr keeps the first line of a joined error and counts the rest.
 func summarizeErr(err error) string {
