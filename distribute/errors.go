@@ -34,11 +34,3 @@ var (
 type NodeError = transport.NodeError
 
 func nodeErr(node, step string, err error) error { return transport.WrapNode(node, step, err) }
-
-// errString is err's message or "" for nil, for JSON reports.
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}

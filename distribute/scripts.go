@@ -71,12 +71,6 @@ func exitStatus(name string) int {
 	panic("distribute: no exit code " + name)
 }
 
-// isExit reports whether err is a node step's exit with the named status.
-func isExit(err error, name string) bool {
-	se, ok := asScriptError(err)
-	return ok && se.Code == exitStatus(name)
-}
-
 // Markers the steps print on stdout.
 const (
 	markerLocked    = "LOCKED"

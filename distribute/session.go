@@ -43,9 +43,6 @@ func (s *Session) Live() *consulapi.Cluster {
 	return s.live
 }
 
-// Pool is the session's transport (for packages that run their own steps).
-func (s *Session) Pool() *transport.Pool { return s.pool }
-
 func (s *Session) conn(ctx context.Context, n *inventory.Node) (*transport.Conn, error) {
 	return s.pool.Conn(ctx, n)
 }

@@ -189,7 +189,7 @@ type Want struct {
 	// Certs also requires every wanted node to serve the certificate of
 	// its bundle (see Cluster.SetBundles).
 	Certs bool `json:"certs,omitempty"`
-	// Key, a gossip key fingerprint (GossipFingerprint), must be held by
+	// Key, a gossip key fingerprint (fingerprint.Gossip), must be held by
 	// every member of every keyring pool.
 	Key string `json:"key,omitempty"`
 }

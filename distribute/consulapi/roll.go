@@ -181,18 +181,18 @@ func (c *Cluster) Roll(ctx context.Context, nodes []string, o RollOptions, step 
 		dcServers := names(c.topo.Servers(dc.Name))
 		leader := ""
 		if wait {
-			wctx, cancel := context.WithTimeout(ctx, o.Timeout)
 			var h *Health
 			var err error
 			if o.Bootstrap {
 				// A first start has no leader to keep: look once, briefly.
-				wctx2, cancel2 := context.WithTimeout(ctx, 30*time.Second)
-				h, _ = c.health(wctx2, healthOpts{dcs: map[string]bool{dc.Name: true}})
-				cancel2()
+				hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				h, _ = c.health(hctx, healthOpts{dcs: map[string]bool{dc.Name: true}})
+				cancel()
 			} else {
+				wctx, cancel := context.WithTimeout(ctx, o.Timeout)
 				h, err = c.WaitHealthy(wctx, Want{Nodes: dcServers})
+				cancel()
 			}
-			cancel()
 			if err != nil {
 				errs[""] = fmt.Errorf("datacenter %s is not healthy before the rolling step, nothing was touched: %w", dc.Name, err)
 				return errs

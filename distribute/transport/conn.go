@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mtlsctl/mtlsctl/inventory"
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 )
@@ -19,7 +18,6 @@ import (
 // for the whole command: the remote shell (Run) and SFTP (SFTP, Download).
 type Conn struct {
 	s      *Pool
-	node   *inventory.Node
 	ep     endpoint
 	client *ssh.Client
 	sudo   bool // run the shell with sudo -n; upload into the user's home first
@@ -33,9 +31,6 @@ type Conn struct {
 	lost   bool
 	closed bool
 }
-
-// Node is the node this connection reaches.
-func (c *Conn) Node() *inventory.Node { return c.node }
 
 // Addr is the SSH endpoint (host:port).
 func (c *Conn) Addr() string { return c.ep.addr() }

@@ -428,7 +428,7 @@ func (s *Pool) Conn(ctx context.Context, n *inventory.Node) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &Conn{s: s, node: n, ep: e, client: client,
+	c = &Conn{s: s, ep: e, client: client,
 		sudo: s.topo.Cluster.SSH.Sudo && e.user != "root"}
 	go func() {
 		client.Wait()

@@ -142,14 +142,17 @@ type remote struct {
 	t       *inventory.Topology
 	bundles []consulcfg.Bundle
 	st      *ca.State
-	o       distribute.Options
 	sess    *distribute.Session
 	rep     *switchReporter // the session's progress: live during a phase, plain lines otherwise
 }
 
 // openRemote loads the cluster file and the state, renders the bundles of
 // the selected nodes and opens the session (connections are made lazily).
-func openRemote(c Common, d DistOptions) (*remote, error) {
+func openRemote(c Common, d DistOptions) (*remote, error) { return openRemoteForce(c, d, false) }
+
+// openRemoteForce is openRemote for commands that change nodes; force
+// lets them take over node locks left by a dead run (--force-unlock).
+func openRemoteForce(c Common, d DistOptions, force bool) (*remote, error) {
 	t, err := inventory.Load(c.Inventory)
 	if err != nil {
 		return nil, err
@@ -169,13 +172,14 @@ func openRemote(c Common, d DistOptions) (*remote, error) {
 		return nil, err
 	}
 	o := c.distOptions(d, st)
+	o.ForceUnlock = force
 	rep := &switchReporter{to: o.Progress}
 	o.Progress = rep
 	sess, err := distribute.Open(t, o)
 	if err != nil {
 		return nil, err
 	}
-	return &remote{t: t, bundles: bundles, st: st, o: o, sess: sess, rep: rep}, nil
+	return &remote{t: t, bundles: bundles, st: st, sess: sess, rep: rep}, nil
 }
 
 func (r *remote) close() { r.sess.Close() }
@@ -318,7 +322,7 @@ func orNone(s string) string {
 // everywhere, reload) and waits for the cluster to be healthy, all on one
 // connection per node.
 func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
-	r, err := openRemote(c, d)
+	r, err := openRemoteForce(c, d, a.ForceUnlock)
 	if err != nil {
 		return err
 	}
@@ -335,18 +339,11 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 	} else if !a.Yes && !c.Interactive {
 		return errors.New("apply changes nodes: pass --yes to confirm when not on a terminal")
 	}
-	r.o.ForceUnlock = a.ForceUnlock
 	lock, err := lockState(r.st, "apply", a.ForceUnlock)
 	if err != nil {
 		return err
 	}
 	defer lock.Unlock()
-	sess, err := distribute.Open(r.t, r.o) // with ForceUnlock
-	if err != nil {
-		return err
-	}
-	r.sess.Close()
-	r.sess = sess
 	recovered, err := r.sess.Recover(ctx)
 	if recovered != "" {
 		c.printf("recovered an interrupted apply: %s\n", recovered)

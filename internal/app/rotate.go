@@ -55,7 +55,7 @@ func startRotation(ctx context.Context, c Common, d DistOptions, r RotateOptions
 			return nil, fmt.Errorf("%s cancelled: nothing was changed", what)
 		}
 	}
-	rem, err := openRemote(c, d)
+	rem, err := openRemoteForce(c, d, r.ForceUnlock)
 	if err != nil {
 		return nil, err
 	}
@@ -63,17 +63,6 @@ func startRotation(ctx context.Context, c Common, d DistOptions, r RotateOptions
 	if err != nil {
 		rem.close()
 		return nil, err
-	}
-	if r.ForceUnlock {
-		rem.o.ForceUnlock = true
-		sess, err := distribute.Open(rem.t, rem.o)
-		if err != nil {
-			lock.Unlock()
-			rem.close()
-			return nil, err
-		}
-		rem.sess.Close()
-		rem.sess = sess
 	}
 	return &rotation{c: c, d: d, r: r, t: rem.t, st: rem.st, lock: lock, rem: rem, cl: rem.sess.Live()}, nil
 }
