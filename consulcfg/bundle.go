@@ -44,6 +44,9 @@ type Bundle struct {
 	Datacenter string `json:"datacenter"`
 	Server     bool   `json:"server"`
 	Files      []File `json:"files"` // sorted by Path
+	// Mesh lists the proxies to run and the firewall to load; nil when the
+	// mesh is disabled. Everything in it is derived from Files.
+	Mesh *Mesh `json:"mesh,omitempty"`
 	// Generation is a hash over every file's path, mode, owner and content:
 	// two bundles with the same generation are byte-for-byte the same.
 	Generation string `json:"generation"`

@@ -59,8 +59,11 @@ type Cluster struct {
 	// defaults from Apigee's table merged with the file's overrides.
 	Ports map[string]PortRange `json:"ports"`
 	// NodeStateDir is mtlsctl's own state directory on each node.
-	NodeStateDir string       `json:"node_state_dir"`
-	Datacenters  []Datacenter `json:"datacenters"`
+	NodeStateDir string `json:"node_state_dir"`
+	// Mesh configures the Consul Connect service mesh (proxies, transparent
+	// egress, intentions, firewall). On by default.
+	Mesh        Mesh         `json:"mesh"`
+	Datacenters []Datacenter `json:"datacenters"`
 	// Source is the path the cluster was loaded from ("" when parsed from bytes).
 	Source string `json:"-"`
 }
@@ -90,6 +93,32 @@ type SSH struct {
 	KnownHosts   string `json:"known_hosts"`       // may start with ~/
 	Bastion      string `json:"bastion,omitempty"` // [user@]host[:port], as ProxyJump
 	Sudo         bool   `json:"sudo,omitempty"`    // stage as the user, install with sudo
+}
+
+// Mesh is the cluster file's `mesh:` block.
+type Mesh struct {
+	// Enabled turns the mesh on (default true). Off keeps Consul-only
+	// behaviour: no proxies, no nat rules, no intentions, no firewall load.
+	Enabled bool `json:"enabled"`
+	// UnitDir is where the proxy and firewall systemd units are written
+	// (default /etc/systemd/system).
+	UnitDir string `json:"unit_dir"`
+	// ConsulBinary is the absolute path of the consul binary on the nodes,
+	// which the proxy units run (default /usr/bin/consul).
+	ConsulBinary string `json:"consul_binary"`
+	// ProxyUser runs the proxies (default: consul.user, else "nobody").
+	ProxyUser string `json:"proxy_user"`
+	// Allow adds allow rules to Apigee's connection table.
+	Allow []AllowRule `json:"allow,omitempty"`
+}
+
+// AllowRule lets every node running From reach every listener of To on the
+// other nodes, through the mesh.
+type AllowRule struct {
+	From Component `json:"from"`
+	To   Component `json:"to"`
+	// Line is the rule's line in the cluster file (0 when unknown).
+	Line int `json:"-"`
 }
 
 // Datacenter is one Consul datacenter and its nodes.
