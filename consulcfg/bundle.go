@@ -19,6 +19,7 @@ const (
 	KindCACert  Kind = "ca-cert" // CA certificate bundle (PEM)
 	KindCert    Kind = "cert"    // the node's leaf certificate (PEM)
 	KindKey     Kind = "key"     // the node's private key (PEM): secret
+	KindUnit    Kind = "unit"    // a systemd unit (proxy, firewall)
 	KindOther   Kind = "other"   // firewall rules, port report, ...
 )
 

@@ -228,6 +228,9 @@ func (s *Session) journalNode(np *NodePlan, runID string) (*journalNode, [][]byt
 	}
 	var paths []string
 	for _, fp := range np.changedFiles() {
+		if fp.Action == ActionDelete {
+			continue // the mesh step deletes it, after stopping what uses it
+		}
 		add(*np.bundle.File(fp.Path))
 		paths = append(paths, fp.Path)
 		jn.ContentChanged = true
@@ -242,6 +245,7 @@ func (s *Session) journalNode(np *NodePlan, runID string) (*journalNode, [][]byt
 			jn.Restart = np.needsRestart()
 		}
 	}
+	jn.Mesh = newMeshStep(np, s.purge)
 	return jn, contents
 }
 
@@ -495,7 +499,7 @@ func (s *Session) rollBack(ctx context.Context, j *journal, nodes []*inventory.N
 func (s *Session) finishAll(ctx context.Context, j *journal, res *ApplyResult) error {
 	var nodes []string
 	for _, jn := range j.Nodes {
-		if !jn.Reloaded {
+		if !jn.Reloaded || (jn.Mesh != nil && !jn.MeshDone) {
 			nodes = append(nodes, jn.Node)
 		}
 	}
@@ -546,8 +550,8 @@ func (s *Session) finishAll(ctx context.Context, j *journal, res *ApplyResult) e
 					return herr
 				}
 			}
-		} else {
-			out, err = c.Run(ctx, what, reloadScript(cmd, s.fallback(jn), jn.StateDir, j.RunID))
+		} else if !jn.Reloaded {
+			out, err = c.Run(ctx, orStep(what, "release"), reloadKeepScript(cmd, s.fallback(jn), jn.StateDir, j.RunID, jn.Mesh != nil && !jn.MeshDone))
 		}
 		if strings.Contains(out, markerStarted) {
 			// The reload found the agent stopped: it was started instead.
@@ -564,6 +568,15 @@ func (s *Session) finishAll(ctx context.Context, j *journal, res *ApplyResult) e
 		}
 		if !jn.Reloaded {
 			if err := j.update(func() { jn.Reloaded = true }); err != nil {
+				return err
+			}
+		}
+		if jn.Mesh != nil && !jn.MeshDone {
+			if err := s.runMesh(ctx, c, n, jn, j.RunID); err != nil {
+				s.report(n.Name, "mesh", "", err)
+				return nodeErr(n.Name, "mesh", err)
+			}
+			if err := j.update(func() { jn.MeshDone = true }); err != nil {
 				return err
 			}
 		}

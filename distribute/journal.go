@@ -61,6 +61,10 @@ type journalNode struct {
 	Staged             bool          `json:"staged"`
 	Committed          bool          `json:"committed"`
 	Reloaded           bool          `json:"reloaded"`
+	// Mesh is the node's mesh work after the commit (nil: none); MeshDone
+	// is set once it succeeded.
+	Mesh     *meshStep `json:"mesh,omitempty"`
+	MeshDone bool      `json:"mesh_done,omitempty"`
 	Error              string        `json:"error,omitempty"`
 }
 

@@ -22,6 +22,7 @@ const (
 	ActionChange    Action = "change"    // content differs
 	ActionMetadata  Action = "metadata"  // same content, mode or owner differs
 	ActionUnchanged Action = "unchanged" // nothing to do
+	ActionDelete    Action = "delete"    // mtlsctl installed it, the bundle no longer has it
 )
 
 // FilePlan is the plan for one file on one node. It never holds a secret:
@@ -52,6 +53,9 @@ type NodePlan struct {
 	Generation        string     `json:"generation"`
 	CurrentGeneration string     `json:"current_generation,omitempty"`
 	Files             []FilePlan `json:"files,omitempty"`
+	// Mesh is what apply does to the node's proxies and firewall besides
+	// the files (nil: nothing).
+	Mesh *MeshPlan `json:"mesh,omitempty"`
 	// Observed is a digest of what the node held when it was planned (its
 	// generation, and each bundle path's type, hash, mode and owner). Apply
 	// refuses a node whose digest changed since (ErrMoved).
@@ -75,7 +79,7 @@ func (n *NodePlan) Changes() bool {
 	if n.Err != nil {
 		return false
 	}
-	return len(n.changedFiles()) > 0 || n.CurrentGeneration != n.Generation
+	return len(n.changedFiles()) > 0 || n.CurrentGeneration != n.Generation || !n.Mesh.Empty()
 }
 
 func (n *NodePlan) changedFiles() []FilePlan {
@@ -213,7 +217,7 @@ func (s *Session) planNode(ctx context.Context, n *inventory.Node, np *NodePlan,
 		paths = append(paths, f.Path)
 	}
 	s.report(n.Name, "inspect", "", nil)
-	out, err := c.Run(ctx, "inspect", inspectScript(paths, s.stateDir(), false))
+	out, err := c.Run(ctx, "inspect", inspectMeshScript(paths, s.stateDir(), false, unitsOf(b.Mesh), b.Mesh != nil))
 	if err != nil {
 		return nodeErr(n.Name, "inspect", err)
 	}
@@ -234,6 +238,18 @@ func (s *Session) planNode(ctx context.Context, n *inventory.Node, np *NodePlan,
 		}
 		np.Files = append(np.Files, fp)
 	}
+	var oldMesh *consulcfg.Mesh
+	if r.Manifest != nil {
+		oldMesh = r.Manifest.Mesh
+		// What mtlsctl installed that the bundle no longer has goes.
+		for _, mf := range r.Manifest.Files {
+			if b.File(mf.Path) != nil || reservedStatePath(mf.Path, s.stateDir()) || !r.file(mf.Path).Exists {
+				continue
+			}
+			np.Files = append(np.Files, FilePlan{Path: mf.Path, Kind: mf.Kind, Action: ActionDelete})
+		}
+	}
+	np.Mesh = planMesh(oldMesh, b.Mesh, r, np.Files)
 	if len(fetch) == 0 {
 		return nil
 	}
@@ -276,7 +292,7 @@ func (n *NodePlan) needsRestart() bool {
 		return true
 	}
 	for _, fp := range n.changedFiles() {
-		if fp.Kind != consulcfg.KindConfig || fp.Action == ActionMetadata {
+		if fp.Kind != consulcfg.KindConfig || fp.Action == ActionMetadata || fp.Action == ActionDelete {
 			continue
 		}
 		old, ok := n.oldConfig[fp.Path]

@@ -7,6 +7,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/mtlsctl/mtlsctl/consulcfg"
 	"github.com/mtlsctl/mtlsctl/distribute/transport"
 )
 
@@ -59,6 +60,7 @@ var exitCodes = []exitCode{
 	{"EX_RENAME", 43, "cannot rename a staged file into place"},
 	{"EX_VALIDATE_SETUP", 50, "cannot prepare the consul validate directory"},
 	{"EX_INVALID", 51, "consul validate rejected the configuration"},
+	{"EX_MESH", 60, "a mesh step failed (units, firewall)"},
 }
 
 // exitStatus returns the code of the named exit status.
@@ -132,11 +134,24 @@ func stepScript(name string, v vars) string {
 // inspectScript reads, without changing anything, the state of paths and
 // of the node state directory (scripts/inspect.sh).
 func inspectScript(paths []string, stateDir string, gossip bool) string {
+	return inspectMeshScript(paths, stateDir, gossip, nil, false)
+}
+
+// inspectMeshScript is inspectScript that also reports the activity of
+// units and, with firewall, whether mtlsctl's chains are hooked in.
+func inspectMeshScript(paths []string, stateDir string, gossip bool, units []string, firewall bool) string {
 	var v vars
 	v.set("S", stateDir)
 	v.set("RUN", "")
 	v.set("PATHS", lines(paths))
 	v.set("GOSSIP", bit(gossip))
+	v.set("UNITS", lines(units))
+	fwIn, fwNat := "", ""
+	if firewall {
+		fwIn, fwNat = consulcfg.FirewallChain, consulcfg.EgressChain
+	}
+	v.set("FWIN", fwIn)
+	v.set("FWNAT", fwNat)
 	return stepScript("inspect", v)
 }
 
@@ -251,6 +266,7 @@ type reloadStep struct {
 // the staging directories, then, when reload is set, reloads or restarts
 // the agent and releases the lock (scripts/commit.sh).
 func commitScript(j *journalNode, runID string, reload *reloadStep) string {
+	keep := j.Mesh != nil && !j.MeshDone
 	prev := j.PreviousGeneration
 	if prev == "" {
 		prev = "initial"
@@ -285,6 +301,7 @@ func commitScript(j *journalNode, runID string, reload *reloadStep) string {
 	}
 	v.set("CMD", cmd)
 	v.set("FALLBACK", fallback)
+	v.set("KEEP", bit(keep))
 	return stepScript("commit", v)
 }
 
@@ -342,11 +359,18 @@ func cleanupScript(j *journalNode, runID string) string {
 // (also when the command failed: the files are committed; the journal
 // retries the reload) (scripts/reload.sh).
 func reloadScript(command, fallback, stateDir, runID string) string {
+	return reloadKeepScript(command, fallback, stateDir, runID, false)
+}
+
+// reloadKeepScript is reloadScript that, with keep, leaves the lock held
+// for the mesh step that follows.
+func reloadKeepScript(command, fallback, stateDir, runID string, keep bool) string {
 	var v vars
 	v.set("S", stateDir)
 	v.set("RUN", runID)
 	v.set("CMD", strings.TrimSpace(command))
 	v.set("FALLBACK", strings.TrimSpace(fallback))
+	v.set("KEEP", bit(keep))
 	return stepScript("reload", v)
 }
 

@@ -36,13 +36,18 @@ func steps() map[string]string {
 	jn := sampleJournalNode()
 	run := "0123456789abcdef"
 	return map[string]string{
-		"inspect":  inspectScript([]string{"/etc/consul.d/tls/ca.pem", "/etc/consul.d/it's here.json"}, jn.StateDir, true),
-		"prepare":  prepareScript(jn, run, lockInfoText(run, "alice", "admin-1", 42, "apply", mustTime("2026-01-02T03:04:05Z")), false),
-		"verify":   verifyScript(jn, verifyOpts{configDir: "/etc/consul.d", runID: run, validate: validateConfigFiles(jn, "/etc/consul.d")}),
-		"commit":   commitScript(jn, run, &reloadStep{command: "systemctl reload consul", fallback: "systemctl restart consul"}),
-		"cleanup":  cleanupScript(jn, run),
-		"reload":   reloadScript("systemctl reload consul", "systemctl restart consul", jn.StateDir, run),
-		"diskfree": diskFreeScript([]string{"/etc/consul.d", "/var/lib/mtlsctl"}),
+		"inspect": inspectMeshScript([]string{"/etc/consul.d/tls/ca.pem", "/etc/consul.d/it's here.json"}, jn.StateDir, true,
+			[]string{"mtlsctl-proxy-zk-2181-198-18-0-11.service", "mtlsctl-proxy-egress-198-18-0-11.service"}, true),
+		"mesh": meshScript(&meshStep{Gone: []string{"mtlsctl-proxy-old.service"}, Unload: "", Deletes: []string{"/etc/systemd/system/mtlsctl-proxy-old.service"},
+			DaemonReload: true, Load: "/var/lib/mtlsctl/firewall.sh", Units: []string{"mtlsctl-proxy-zk-2181-198-18-0-11.service", "mtlsctl-proxy-egress-198-18-0-11.service"}},
+			jn.StateDir, run, true),
+		"restartunit": restartUnitScript("mtlsctl-proxy-zk-2181-198-18-0-11.service", jn.StateDir, run),
+		"prepare":     prepareScript(jn, run, lockInfoText(run, "alice", "admin-1", 42, "apply", mustTime("2026-01-02T03:04:05Z")), false),
+		"verify":      verifyScript(jn, verifyOpts{configDir: "/etc/consul.d", runID: run, validate: validateConfigFiles(jn, "/etc/consul.d")}),
+		"commit":      commitScript(jn, run, &reloadStep{command: "systemctl reload consul", fallback: "systemctl restart consul"}),
+		"cleanup":     cleanupScript(jn, run),
+		"reload":      reloadScript("systemctl reload consul", "systemctl restart consul", jn.StateDir, run),
+		"diskfree":    diskFreeScript([]string{"/etc/consul.d", "/var/lib/mtlsctl"}),
 	}
 }
 

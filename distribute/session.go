@@ -20,6 +20,11 @@ type Session struct {
 
 	liveOnce sync.Once
 	live     *consulapi.Cluster
+	// classes serialise proxy restarts of one class across nodes.
+	classes classLocks
+	// purge makes apply remove the node state directory at the end
+	// (uninstall).
+	purge bool
 }
 
 // Open prepares a session for the nodes of t. It connects lazily: no node

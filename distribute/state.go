@@ -33,6 +33,8 @@ type remoteFile struct {
 type manifest struct {
 	Generation string         `json:"generation"`
 	Files      []manifestFile `json:"files"`
+	// Mesh is the bundle's mesh (proxies, firewall), nil when off.
+	Mesh *consulcfg.Mesh `json:"mesh,omitempty"`
 }
 
 type manifestFile struct {
@@ -77,6 +79,10 @@ type remoteState struct {
 	Generation string
 	Manifest   *manifest
 	Lock       *LockInfo
+	// Units maps a unit to `systemctl is-active`'s answer.
+	Units map[string]string
+	// Hooked says whether mtlsctl's chains are jumped to ("filter", "nat").
+	Hooked map[string]bool
 }
 
 func (r *remoteState) file(p string) *remoteFile {
@@ -87,7 +93,7 @@ func (r *remoteState) file(p string) *remoteFile {
 }
 
 func parseInspect(out string, ttl time.Duration) (*remoteState, error) {
-	r := &remoteState{Files: map[string]*remoteFile{}, Gossip: map[string]string{}}
+	r := &remoteState{Files: map[string]*remoteFile{}, Gossip: map[string]string{}, Units: map[string]string{}, Hooked: map[string]bool{}}
 	sc := bufio.NewScanner(strings.NewReader(out))
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	var order []string // regular files, in the order of the SUMS and STAT lines
@@ -155,6 +161,14 @@ func parseInspect(out string, ttl time.Duration) (*remoteState, error) {
 		case "L":
 			if len(fields) >= 3 {
 				r.Lock = parseLock(fields[1], fields[2], ttl)
+			}
+		case "U":
+			if len(fields) >= 3 {
+				r.Units[fields[1]] = fields[2]
+			}
+		case "W":
+			if len(fields) >= 3 {
+				r.Hooked[fields[1]] = fields[2] == "1"
 			}
 		}
 	}
@@ -234,7 +248,7 @@ func gossipFP(hexSum string) string {
 // manifest (JSON, and sha256sum format for `sha256sum -c`) and the
 // generation, which is written last.
 func stateFiles(b *consulcfg.Bundle, stateDir string) []consulcfg.File {
-	m := manifest{Generation: b.Generation}
+	m := manifest{Generation: b.Generation, Mesh: b.Mesh}
 	var sums strings.Builder
 	for _, f := range b.Files {
 		m.Files = append(m.Files, manifestFile{Path: f.Path, SHA256: f.SHA256, Mode: fmt.Sprintf("%04o", f.Mode.Perm()),

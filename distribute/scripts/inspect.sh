@@ -5,7 +5,8 @@
 # sha256 (after SUMS) and "mode owner group" (after STAT), using one
 # sha256sum and one stat for all files. With GOSSIP=1, JSON files holding
 # "encrypt" also get E<TAB>path<TAB>sha256 of the key, hashed on the node
-# (the key never leaves it).
+# (the key never leaves it). UNITS (one per line) get U lines, and with
+# FWIN/FWNAT set, W lines say whether those chains are jumped to.
 one() {
   if [ -f "$R$1" ]; then printf 'F\t%s\n' "$1"; set_add "$R$1"
   elif [ -e "$R$1" ] || [ -L "$R$1" ]; then printf 'X\t%s\n' "$1"
@@ -52,5 +53,17 @@ if [ "$GOSSIP" = 1 ]; then
     fi
     e="" ;;
   esac; done
+fi
+# The mesh's runtime state: each unit's activity (U<TAB>unit<TAB>state)
+# and whether mtlsctl's chains are hooked in (W<TAB>filter|nat<TAB>1|0).
+while IFS= read -r u; do
+  [ -n "$u" ] || continue
+  st=$(systemctl is-active "$u" 2>/dev/null); printf 'U\t%s\t%s\n' "$u" "${st:-unknown}"
+done <<EOF_UNITS
+$UNITS
+EOF_UNITS
+if [ -n "$FWIN" ]; then
+  if iptables -w -C INPUT -j "$FWIN" 2>/dev/null; then printf 'W\tfilter\t1\n'; else printf 'W\tfilter\t0\n'; fi
+  if iptables -w -t nat -C OUTPUT -j "$FWNAT" 2>/dev/null; then printf 'W\tnat\t1\n'; else printf 'W\tnat\t0\n'; fi
 fi
 exit 0

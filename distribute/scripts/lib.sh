@@ -15,7 +15,8 @@ release() { if held; then rm -rf "$R$S/lock"; fi; }
 # the agent may be stopped (a reload cannot start it), so FALLBACK (the
 # restart command) runs and STARTED is printed. It then releases the lock,
 # also after a failure (the files are committed; the journal retries), and
-# ends the step with the commands' status.
+# ends the step with the commands' status. KEEP=1 keeps the lock for a
+# step that follows (the mesh step).
 reload_agent() {
   rc=0
   if [ -n "$CMD" ]; then
@@ -27,6 +28,6 @@ reload_agent() {
       if [ "$rc" -eq 0 ]; then printf 'STARTED\n'; fi
     fi
   fi
-  release
+  if [ "$KEEP" != 1 ]; then release; fi
   exit "$rc"
 }

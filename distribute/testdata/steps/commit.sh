@@ -14,6 +14,7 @@ EX_BACKUP=42
 EX_RENAME=43
 EX_VALIDATE_SETUP=50
 EX_INVALID=51
+EX_MESH=60
 S='/var/lib/mtlsctl'
 RUN='0123456789abcdef'
 B='/var/lib/mtlsctl/backup/aaaabbbbccccdddd'
@@ -39,6 +40,7 @@ STAGE='.mtlsctl-stage-0123456789abcdef'
 RELOAD='1'
 CMD='systemctl reload consul'
 FALLBACK='systemctl restart consul'
+KEEP='0'
 # lib.sh: put before every step by stepScript, after the preamble that sets
 # the step's variables (each quoted by transport.Quote) and the EX_* exit
 # codes. R (MTLSCTL_ROOT, empty on a real node) prefixes every node path.
@@ -56,7 +58,8 @@ release() { if held; then rm -rf "$R$S/lock"; fi; }
 # the agent may be stopped (a reload cannot start it), so FALLBACK (the
 # restart command) runs and STARTED is printed. It then releases the lock,
 # also after a failure (the files are committed; the journal retries), and
-# ends the step with the commands' status.
+# ends the step with the commands' status. KEEP=1 keeps the lock for a
+# step that follows (the mesh step).
 reload_agent() {
   rc=0
   if [ -n "$CMD" ]; then
@@ -68,7 +71,7 @@ reload_agent() {
       if [ "$rc" -eq 0 ]; then printf 'STARTED\n'; fi
     fi
   fi
-  release
+  if [ "$KEEP" != 1 ]; then release; fi
   exit "$rc"
 }
 # commit: checks that every staged file (or, on a re-run, the target it was

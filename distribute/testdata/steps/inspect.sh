@@ -14,12 +14,18 @@ EX_BACKUP=42
 EX_RENAME=43
 EX_VALIDATE_SETUP=50
 EX_INVALID=51
+EX_MESH=60
 S='/var/lib/mtlsctl'
 RUN=''
 PATHS='/etc/consul.d/tls/ca.pem
 /etc/consul.d/it'\''s here.json
 '
 GOSSIP='1'
+UNITS='mtlsctl-proxy-zk-2181-198-18-0-11.service
+mtlsctl-proxy-egress-198-18-0-11.service
+'
+FWIN='MTLSCTL-INPUT'
+FWNAT='MTLSCTL-EGRESS'
 # lib.sh: put before every step by stepScript, after the preamble that sets
 # the step's variables (each quoted by transport.Quote) and the EX_* exit
 # codes. R (MTLSCTL_ROOT, empty on a real node) prefixes every node path.
@@ -37,7 +43,8 @@ release() { if held; then rm -rf "$R$S/lock"; fi; }
 # the agent may be stopped (a reload cannot start it), so FALLBACK (the
 # restart command) runs and STARTED is printed. It then releases the lock,
 # also after a failure (the files are committed; the journal retries), and
-# ends the step with the commands' status.
+# ends the step with the commands' status. KEEP=1 keeps the lock for a
+# step that follows (the mesh step).
 reload_agent() {
   rc=0
   if [ -n "$CMD" ]; then
@@ -49,7 +56,7 @@ reload_agent() {
       if [ "$rc" -eq 0 ]; then printf 'STARTED\n'; fi
     fi
   fi
-  release
+  if [ "$KEEP" != 1 ]; then release; fi
   exit "$rc"
 }
 # inspect: reads, changing nothing, the state of the paths in PATHS and of
@@ -59,7 +66,8 @@ reload_agent() {
 # sha256 (after SUMS) and "mode owner group" (after STAT), using one
 # sha256sum and one stat for all files. With GOSSIP=1, JSON files holding
 # "encrypt" also get E<TAB>path<TAB>sha256 of the key, hashed on the node
-# (the key never leaves it).
+# (the key never leaves it). UNITS (one per line) get U lines, and with
+# FWIN/FWNAT set, W lines say whether those chains are jumped to.
 one() {
   if [ -f "$R$1" ]; then printf 'F\t%s\n' "$1"; set_add "$R$1"
   elif [ -e "$R$1" ] || [ -L "$R$1" ]; then printf 'X\t%s\n' "$1"
@@ -106,5 +114,17 @@ if [ "$GOSSIP" = 1 ]; then
     fi
     e="" ;;
   esac; done
+fi
+# The mesh's runtime state: each unit's activity (U<TAB>unit<TAB>state)
+# and whether mtlsctl's chains are hooked in (W<TAB>filter|nat<TAB>1|0).
+while IFS= read -r u; do
+  [ -n "$u" ] || continue
+  st=$(systemctl is-active "$u" 2>/dev/null); printf 'U\t%s\t%s\n' "$u" "${st:-unknown}"
+done <<EOF_UNITS
+$UNITS
+EOF_UNITS
+if [ -n "$FWIN" ]; then
+  if iptables -w -C INPUT -j "$FWIN" 2>/dev/null; then printf 'W\tfilter\t1\n'; else printf 'W\tfilter\t0\n'; fi
+  if iptables -w -t nat -C OUTPUT -j "$FWNAT" 2>/dev/null; then printf 'W\tnat\t1\n'; else printf 'W\tnat\t0\n'; fi
 fi
 exit 0

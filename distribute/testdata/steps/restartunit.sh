@@ -1,0 +1,56 @@
+# mtlsctl step restartunit
+EX_LOCKED=3
+EX_STATEDIR=20
+EX_LOCKWRITE=21
+EX_MKDIR=22
+EX_STAGEDIR=23
+EX_COPY=30
+EX_CHMOD=31
+EX_CHOWN=32
+EX_HASH=33
+EX_STAGED_HASH=40
+EX_STAGED_GONE=41
+EX_BACKUP=42
+EX_RENAME=43
+EX_VALIDATE_SETUP=50
+EX_INVALID=51
+EX_MESH=60
+S='/var/lib/mtlsctl'
+RUN='0123456789abcdef'
+UNIT='mtlsctl-proxy-zk-2181-198-18-0-11.service'
+# lib.sh: put before every step by stepScript, after the preamble that sets
+# the step's variables (each quoted by transport.Quote) and the EX_* exit
+# codes. R (MTLSCTL_ROOT, empty on a real node) prefixes every node path.
+# Lists are newline-separated variables; fields within a line are separated
+# by tabs (node paths hold neither: the bundle check refuses control
+# characters).
+TAB='	'
+NL='
+'
+# held: this run holds the node lock (read with the shell's read: no process).
+held() { _l=; { read -r _l <"$R$S/lock/run"; } 2>/dev/null; [ "$_l" = "$RUN" ]; }
+# release: remove the node lock if this run holds it.
+release() { if held; then rm -rf "$R$S/lock"; fi; }
+# reload_agent runs CMD (when not empty); when it fails and FALLBACK is set,
+# the agent may be stopped (a reload cannot start it), so FALLBACK (the
+# restart command) runs and STARTED is printed. It then releases the lock,
+# also after a failure (the files are committed; the journal retries), and
+# ends the step with the commands' status. KEEP=1 keeps the lock for a
+# step that follows (the mesh step).
+reload_agent() {
+  rc=0
+  if [ -n "$CMD" ]; then
+    sh -c "$CMD" </dev/null || rc=$?
+    if [ "$rc" -ne 0 ] && [ -n "$FALLBACK" ]; then
+      echo "reload failed (exit $rc); starting the agent with: $FALLBACK" >&2
+      rc=0
+      sh -c "$FALLBACK" </dev/null || rc=$?
+      if [ "$rc" -eq 0 ]; then printf 'STARTED\n'; fi
+    fi
+  fi
+  if [ "$KEEP" != 1 ]; then release; fi
+  exit "$rc"
+}
+# restartunit: restarts one unit (UNIT) while this run holds the node lock.
+held || { echo "the node lock is not held by this run ($RUN); another admin may have forced it" >&2; exit "$EX_LOCKED"; }
+systemctl restart "$UNIT" || { echo "systemctl restart $UNIT failed (see journalctl -u $UNIT on the node)" >&2; exit "$EX_MESH"; }
