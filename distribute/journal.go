@@ -65,7 +65,7 @@ type journalNode struct {
 	// is set once it succeeded.
 	Mesh     *meshStep `json:"mesh,omitempty"`
 	MeshDone bool      `json:"mesh_done,omitempty"`
-	Error              string        `json:"error,omitempty"`
+	Error    string    `json:"error,omitempty"`
 }
 
 type journalFile struct {

@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mtlsctl/mtlsctl/consulcfg"
 	capi "github.com/hashicorp/consul/api"
+	"github.com/mtlsctl/mtlsctl/consulcfg"
 	"github.com/mtlsctl/mtlsctl/distribute/transport"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
