@@ -76,6 +76,8 @@ func NewApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			planCommand(),
 			applyCommand(),
 			statusCommand(),
+			verifyCommand(),
+			uninstallCommand(),
 			certsCommand(),
 			rotateCommand(),
 			demoCommand(),

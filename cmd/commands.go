@@ -206,6 +206,43 @@ func statusCommand() *cli.Command {
 	}
 }
 
+func verifyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "verify",
+		Usage: "from every node, every allowed mesh path carries a connection and a sample of each denied one is refused",
+		Flags: append(sshFlags(),
+			&cli.DurationFlag{Name: "hold", Value: time.Second, Usage: "a connection still open after this long, with no answer, counts as carried (components that wait for the client)"},
+			&cli.DurationFlag{Name: "connect-timeout", Value: 5 * time.Second, Usage: "deadline for each probe connection"},
+		),
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			if c.Duration("hold") <= 0 || c.Duration("connect-timeout") <= 0 {
+				return app.Usagef("--hold and --connect-timeout must be positive")
+			}
+			return app.Verify(c.Context, common(c), distOptions(c), app.VerifyOptions{Hold: c.Duration("hold"), Timeout: c.Duration("connect-timeout")})
+		},
+	}
+}
+
+func uninstallCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "uninstall",
+		Usage: "remove exactly what mtlsctl installed (proxy units, firewall chains and nat rules, its intentions, files and node state), after a plan",
+		Flags: append(sshFlags(),
+			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
+			&cli.BoolFlag{Name: "force-unlock", Usage: "take over state and node locks left by a dead mtlsctl run (refused while it runs)"},
+		),
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			return app.Uninstall(c.Context, common(c), distOptions(c), app.UninstallOptions{Yes: c.Bool("yes"), ForceUnlock: c.Bool("force-unlock")})
+		},
+	}
+}
+
 func certsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "certs",

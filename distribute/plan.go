@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/mtlsctl/mtlsctl/consulcfg"
+	"github.com/mtlsctl/mtlsctl/distribute/consulapi"
 	"github.com/mtlsctl/mtlsctl/inventory"
 	"github.com/pmezard/go-difflib/difflib"
 )
@@ -60,6 +61,9 @@ type NodePlan struct {
 	// generation, and each bundle path's type, hash, mode and owner). Apply
 	// refuses a node whose digest changed since (ErrMoved).
 	Observed string `json:"observed,omitempty"`
+	// Uninstall is set in an uninstall plan: the node is to lose
+	// everything mtlsctl installed.
+	Uninstall bool `json:"uninstall,omitempty"`
 	// Lock is set when another run holds the node's lock.
 	Lock  *LockInfo `json:"lock,omitempty"`
 	Error string    `json:"error,omitempty"`
@@ -78,6 +82,10 @@ type NodePlan struct {
 func (n *NodePlan) Changes() bool {
 	if n.Err != nil {
 		return false
+	}
+	if n.Uninstall {
+		// Nothing of mtlsctl's on the node: nothing to remove.
+		return n.CurrentGeneration != "" || len(n.changedFiles()) > 0 || !n.Mesh.Empty()
 	}
 	return len(n.changedFiles()) > 0 || n.CurrentGeneration != n.Generation || !n.Mesh.Empty()
 }
@@ -98,6 +106,10 @@ type PlanResult struct {
 	Version int         `json:"version"`
 	Cluster string      `json:"cluster"`
 	Nodes   []*NodePlan `json:"nodes"`
+	// Intentions is the intention diff (the caller fills it in: intentions
+	// are the cluster's); IntentionsError says why it could not be read.
+	Intentions      *consulapi.IntentionPlan `json:"intentions,omitempty"`
+	IntentionsError string                   `json:"intentions_error,omitempty"`
 }
 
 // Changes reports whether any node has pending changes (for --detailed-exitcode).
@@ -190,7 +202,7 @@ func (s *Session) Plan(ctx context.Context, bundles []consulcfg.Bundle, o PlanOp
 	res := &PlanResult{Version: planVersion, Cluster: s.topo.Cluster.Name}
 	plans := map[string]*NodePlan{}
 	for _, n := range nodes {
-		np := &NodePlan{Node: n.Name, Address: s.addr(n), Generation: byNode[n.Name].Generation, bundle: byNode[n.Name]}
+		np := &NodePlan{Node: n.Name, Address: s.addr(n), Generation: byNode[n.Name].Generation, bundle: byNode[n.Name], Uninstall: s.purge}
 		plans[n.Name] = np
 		res.Nodes = append(res.Nodes, np)
 	}

@@ -221,12 +221,20 @@ func Plan(ctx context.Context, c Common, d DistOptions, po PlanOptions) error {
 	if err != nil {
 		return err
 	}
+	ip, want, ierr := r.planIntentions(ctx)
+	if want != nil {
+		res.Intentions = ip
+		if ierr != nil {
+			res.IntentionsError = ierr.Error()
+		}
+	}
 	if c.JSON {
 		if werr := c.writeJSON(res); werr != nil {
 			return werr
 		}
 	} else {
 		writePlan(c.stdout(), res)
+		writeIntentionPlan(c.stdout(), ip, want, ierr)
 	}
 	if res.Err() != nil {
 		return fmt.Errorf("%w: %d node(s) could not be planned", ErrReported, countPlanErrors(res))
@@ -237,7 +245,7 @@ func Plan(ctx context.Context, c Common, d DistOptions, po PlanOptions) error {
 		}
 		c.printf("\nsaved the plan to %s: `mtlsctl apply %s` applies exactly this, and refuses if a node changed since\n", po.Out, po.Out)
 	}
-	if po.DetailedExit && res.Changes() {
+	if po.DetailedExit && (res.Changes() || (ip != nil && ip.Changes() > 0)) {
 		return ChangesPending{Nodes: countPlanChanges(res)}
 	}
 	return nil
@@ -292,6 +300,8 @@ func writePlan(w io.Writer, r *distribute.PlanResult) {
 				fmt.Fprintf(w, "  + %s (%s, %s)\n", f.Path, f.Kind, f.NewMode)
 			case distribute.ActionMetadata:
 				fmt.Fprintf(w, "  ~ %s: mode/owner %s %s -> %s %s\n", f.Path, f.OldMode, f.OldOwner, f.NewMode, f.NewOwner)
+			case distribute.ActionDelete:
+				fmt.Fprintf(w, "  - %s (%s)\n", f.Path, f.Kind)
 			default:
 				fmt.Fprintf(w, "  ~ %s (%s)\n", f.Path, f.Kind)
 			}
@@ -304,6 +314,12 @@ func writePlan(w io.Writer, r *distribute.PlanResult) {
 					fmt.Fprintf(w, "      %s\n", line)
 				}
 			}
+		}
+		for _, l := range np.Mesh.Lines() {
+			fmt.Fprintf(w, "  mesh: %s\n", l)
+		}
+		if np.Uninstall {
+			fmt.Fprintf(w, "  mesh: remove the node state directory\n")
 		}
 	}
 	fmt.Fprintf(w, "\n%d of %d node(s) have changes to apply\n", changed, len(r.Nodes))
@@ -366,6 +382,8 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 				planOut = c.stderr()
 			}
 			writePlan(planOut, plan)
+			ip, want, ierr := r.planIntentions(ctx)
+			writeIntentionPlan(planOut, ip, want, ierr)
 			if plan.Err() != nil {
 				return fmt.Errorf("%w: fix the unreachable node(s) first; apply pushes to all nodes or none", ErrReported)
 			}
@@ -399,6 +417,13 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 	// and every agent serving its new certificate.
 	if res.Changed && !d.SkipLive {
 		if _, err := verifyCluster(ctx, c, r.live()); err != nil {
+			return err
+		}
+	}
+	if !d.SkipLive {
+		// Intentions are the cluster's, not a node's: written once the
+		// agents answer, also when no node changed (a drifted intention).
+		if err := r.syncIntentions(ctx, c); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,405 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mtlsctl/mtlsctl/consulcfg"
+	"github.com/mtlsctl/mtlsctl/distribute"
+	"github.com/mtlsctl/mtlsctl/distribute/consulapi"
+	"github.com/mtlsctl/mtlsctl/inventory"
+)
+
+// desiredIntentions are the intentions the cluster file and the port
+// assignment call for (nil when the mesh is off).
+func (r *remote) desiredIntentions() ([]consulcfg.Intention, error) {
+	if !r.t.Cluster.Mesh.Enabled {
+		return nil, nil
+	}
+	ports, err := statePorts(r.st, r.t)
+	if err != nil {
+		return nil, err
+	}
+	return consulcfg.Intentions(r.t, ports)
+}
+
+// planIntentions compares the wanted intentions with the cluster's. When
+// no agent answers (the first apply: Consul is not running yet) it returns
+// nil and the reason.
+func (r *remote) planIntentions(ctx context.Context) (*consulapi.IntentionPlan, []consulcfg.Intention, error) {
+	want, err := r.desiredIntentions()
+	if err != nil || want == nil {
+		return nil, nil, err
+	}
+	p, err := r.live().PlanIntentions(ctx, want, r.t.Cluster.Name)
+	return p, want, err
+}
+
+// writeIntentionPlan prints the intention part of a plan.
+func writeIntentionPlan(w io.Writer, p *consulapi.IntentionPlan, want []consulcfg.Intention, err error) {
+	switch {
+	case want == nil:
+		return
+	case err != nil:
+		fmt.Fprintf(w, "\nintentions: %d wanted; the cluster's could not be read (%v): apply writes them once Consul answers\n", len(want), err)
+		return
+	case p.Changes() == 0 && len(p.Conflicts) == 0:
+		fmt.Fprintf(w, "\nintentions: up to date (%d)\n", len(want))
+		return
+	}
+	fmt.Fprintf(w, "\nintentions: %s\n", p.Summary())
+	for _, l := range p.Lines() {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
+}
+
+// syncIntentions writes the intentions after an apply (the agents are up):
+// allows first, then the default deny, then the stale ones go.
+func (r *remote) syncIntentions(ctx context.Context, c Common) error {
+	p, want, err := r.planIntentions(ctx)
+	if err != nil {
+		return fmt.Errorf("intentions: %w", err)
+	}
+	if want == nil || (p.Changes() == 0 && len(p.Conflicts) == 0) {
+		return nil
+	}
+	res, err := r.live().ApplyIntentions(ctx, p)
+	c.printf("intentions: %s\n", res.Summary())
+	if err != nil {
+		return fmt.Errorf("intentions: %w", err)
+	}
+	return nil
+}
+
+// VerifyOptions are the options of `verify`.
+type VerifyOptions struct {
+	// Hold is how long a connection that gets no answer must stay open to
+	// count as carried (a component that waits for its client to speak).
+	Hold time.Duration
+	// Timeout bounds each connection attempt.
+	Timeout time.Duration
+	// PerNode bounds the probes running at once from one node.
+	PerNode int
+}
+
+// MeshPath is one (source node, destination listener) probe of `verify`.
+type MeshPath struct {
+	From    string                 `json:"from"`
+	To      string                 `json:"to"`
+	Addr    string                 `json:"address"` // the destination's address and component port
+	Service string                 `json:"service"` // the destination's ingress service
+	Class   string                 `json:"class"`
+	Allowed bool                   `json:"allowed"` // the intentions allow it
+	Result  distribute.ProbeResult `json:"result"`
+	OK      bool                   `json:"ok"`
+	Problem string                 `json:"problem,omitempty"`
+}
+
+// VerifyNode is one source node's row in `verify`.
+type VerifyNode struct {
+	Node    string      `json:"node"`
+	Allowed int         `json:"allowed_ok"`
+	Denied  int         `json:"denied_refused"`
+	Failed  int         `json:"failed"`
+	Paths   []*MeshPath `json:"paths"`
+}
+
+// VerifyResult is `verify -o json`.
+type VerifyResult struct {
+	OK    bool          `json:"ok"`
+	Nodes []*VerifyNode `json:"nodes"`
+}
+
+// meshPaths lists, for every source node, every allowed path to another
+// node's meshed listener and one denied sample per destination class.
+func meshPaths(t *inventory.Topology, bundles []consulcfg.Bundle, want []consulcfg.Intention, sources []string) map[string][]*MeshPath {
+	allowed := map[[2]string]bool{}
+	for _, i := range want {
+		if i.Action == "allow" {
+			allowed[[2]string{i.Source, i.Destination}] = true
+		}
+	}
+	egress := map[string]string{}
+	for _, b := range bundles {
+		if b.Mesh == nil {
+			continue
+		}
+		for _, p := range b.Mesh.Proxies {
+			if !p.Ingress {
+				egress[b.Node] = p.Service
+			}
+		}
+	}
+	out := map[string][]*MeshPath{}
+	for _, src := range sources {
+		eg := egress[src]
+		if eg == "" {
+			continue
+		}
+		sampled := map[string]bool{}
+		for _, b := range bundles {
+			if b.Node == src || b.Mesh == nil {
+				continue
+			}
+			n := t.Node(b.Node)
+			for _, p := range b.Mesh.Proxies {
+				if !p.Ingress {
+					continue
+				}
+				_, port, err := net.SplitHostPort(p.Target)
+				if err != nil {
+					continue
+				}
+				ok := allowed[[2]string{eg, p.Service}]
+				if !ok {
+					if sampled[p.Class] {
+						continue
+					}
+					sampled[p.Class] = true
+				}
+				out[src] = append(out[src], &MeshPath{From: src, To: b.Node, Addr: net.JoinHostPort(n.Address, port),
+					Service: p.Service, Class: p.Class, Allowed: ok})
+			}
+		}
+	}
+	return out
+}
+
+// Verify proves the mesh from every node: each allowed path carries a
+// connection to the destination's component port (through the node's nat
+// rules, its egress proxy and the destination's ingress proxy), and one
+// sample of each denied class is refused. It exits non-zero on any failure
+// and names the broken path.
+func Verify(ctx context.Context, c Common, d DistOptions, o VerifyOptions) error {
+	if o.Hold <= 0 {
+		o.Hold = time.Second
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.PerNode <= 0 {
+		o.PerNode = 8
+	}
+	r, err := openRemote(c, d)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	if !r.t.Cluster.Mesh.Enabled {
+		return errors.New("the mesh is off in the cluster file (mesh: {enabled: false}): nothing to verify")
+	}
+	all, err := renderBundles(c, r.t)
+	if err != nil {
+		return err
+	}
+	want, err := r.desiredIntentions()
+	if err != nil {
+		return err
+	}
+	var sources []string
+	for _, b := range r.bundles {
+		sources = append(sources, b.Node)
+	}
+	paths := meshPaths(r.t, all, want, sources)
+	res := &VerifyResult{OK: true}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, src := range sources {
+		vn := &VerifyNode{Node: src, Paths: paths[src]}
+		res.Nodes = append(res.Nodes, vn)
+		wg.Go(func() {
+			sem := make(chan struct{}, o.PerNode)
+			var nwg sync.WaitGroup
+			for _, p := range vn.Paths {
+				sem <- struct{}{}
+				nwg.Go(func() {
+					defer func() { <-sem }()
+					p.Result = r.sess.Probe(ctx, p.From, p.Addr, o.Hold, o.Timeout)
+					judge(p)
+				})
+			}
+			nwg.Wait()
+			mu.Lock()
+			defer mu.Unlock()
+			for _, p := range vn.Paths {
+				switch {
+				case !p.OK:
+					vn.Failed++
+					res.OK = false
+				case p.Allowed:
+					vn.Allowed++
+				default:
+					vn.Denied++
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if c.JSON {
+		if err := c.writeJSON(res); err != nil {
+			return err
+		}
+	} else {
+		writeVerify(c.stdout(), res)
+	}
+	if !res.OK {
+		failed := 0
+		for _, n := range res.Nodes {
+			failed += n.Failed
+		}
+		return fmt.Errorf("%w: %d mesh path(s) failed", ErrReported, failed)
+	}
+	return nil
+}
+
+// judge decides whether a probe is what the path should give.
+func judge(p *MeshPath) {
+	r := p.Result
+	if p.Allowed {
+		p.OK = r.Passed()
+		switch r.Outcome {
+		case distribute.ProbeClosed:
+			p.Problem = "the mesh closed an allowed connection: is " + unitFor(p.Service) + " running on " + p.To + ", the component listening on its port, and the allow intention in place?"
+		case distribute.ProbeTimeout:
+			p.Problem = "no connection: the nat rule on " + p.From + " did not redirect it (is the firewall loaded there?) and the plain connection was dropped"
+		case distribute.ProbeRefused:
+			p.Problem = "refused before the mesh: no upstream listener on " + p.From + " (is its egress proxy running?)"
+		case distribute.ProbeError:
+			p.Problem = "the node could not be asked: " + r.Detail
+		}
+		return
+	}
+	// A denied path must not carry the connection.
+	p.OK = !r.Passed() && r.Outcome != distribute.ProbeError
+	switch {
+	case r.Passed():
+		p.Problem = "a denied path carried the connection: check the intentions (default deny) and the destination's firewall"
+	case r.Outcome == distribute.ProbeError:
+		p.Problem = "the node could not be asked: " + r.Detail
+	}
+}
+
+func unitFor(service string) string { return "mtlsctl-proxy-" + service + ".service" }
+
+func writeVerify(w io.Writer, res *VerifyResult) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tALLOWED OK\tDENIED REFUSED\tFAILED")
+	for _, n := range res.Nodes {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", n.Node, n.Allowed, n.Denied, n.Failed)
+	}
+	tw.Flush()
+	var bad []*MeshPath
+	for _, n := range res.Nodes {
+		for _, p := range n.Paths {
+			if !p.OK {
+				bad = append(bad, p)
+			}
+		}
+	}
+	sort.SliceStable(bad, func(i, j int) bool { return bad[i].From < bad[j].From })
+	if len(bad) == 0 {
+		fmt.Fprintln(w, "\nevery allowed path carried its connection through the mesh; every denied sample was refused")
+		return
+	}
+	fmt.Fprintf(w, "\n%d broken path(s):\n", len(bad))
+	for _, p := range bad {
+		kind := "allowed"
+		if !p.Allowed {
+			kind = "denied"
+		}
+		fmt.Fprintf(w, "  %s -> %s %s (%s, %s): %s after %s: %s\n", p.From, p.To, p.Addr, p.Service, kind, p.Result.Outcome,
+			p.Result.Took.Round(time.Millisecond), p.Problem)
+	}
+}
+
+// UninstallOptions are the options of `uninstall`.
+type UninstallOptions struct {
+	Yes         bool
+	ForceUnlock bool
+}
+
+// Uninstall removes exactly what mtlsctl installed, after a plan the user
+// can read: the intentions it made (while the agents still answer), then
+// on every node, under its lock and with the journal, the proxy units, the
+// firewall chains and jumps, its files and its node state. The agents keep
+// running; the state directory on the admin machine is kept.
+func Uninstall(ctx context.Context, c Common, d DistOptions, o UninstallOptions) error {
+	r, err := openRemoteForce(c, d, o.ForceUnlock)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	if !o.Yes && !c.Interactive {
+		return errors.New("uninstall changes nodes: pass --yes to confirm when not on a terminal")
+	}
+	lock, err := lockState(r.st, "uninstall", o.ForceUnlock)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	if recovered, err := r.sess.Recover(ctx); err != nil {
+		return err
+	} else if recovered != "" {
+		c.printf("recovered an interrupted apply: %s\n", recovered)
+	}
+	stop := c.startProgress(r, d)
+	plan, err := r.sess.PlanUninstall(ctx, d.Nodes)
+	stop()
+	if err != nil {
+		return err
+	}
+	out := c.stdout()
+	if c.JSON {
+		out = c.stderr()
+	}
+	writePlan(out, plan)
+	whole := len(d.Nodes) == 0 && r.t.Cluster.Mesh.Enabled
+	if whole {
+		fmt.Fprintf(out, "\nintentions: every intention mtlsctl made for cluster %s is deleted\n", r.t.Cluster.Name)
+	}
+	if plan.Err() != nil {
+		return fmt.Errorf("%w: fix the unreachable node(s) first, or limit the uninstall with --nodes", ErrReported)
+	}
+	if !plan.Changes() && !whole {
+		c.printf("nothing to uninstall\n")
+		return nil
+	}
+	if !o.Yes && !c.confirm(fmt.Sprintf("Remove mtlsctl's files, proxies and firewall rules from %d node(s)?", countPlanChanges(plan))) {
+		return errors.New("uninstall cancelled: nothing was changed")
+	}
+	if whole {
+		n, err := r.live().DeleteIntentions(ctx, r.t.Cluster.Name)
+		switch {
+		case err != nil:
+			c.printf("intentions: could not delete them (%v); they stay in Consul's catalog until the agents are gone\n", err)
+		default:
+			c.printf("intentions: deleted %d\n", n)
+		}
+	}
+	stop = c.startProgress(r, d)
+	res, err := r.sess.Apply(ctx, plan)
+	stop()
+	if res != nil {
+		if c.JSON {
+			if werr := c.writeJSON(res); werr != nil {
+				return werr
+			}
+		} else {
+			writeApply(c.stdout(), res)
+		}
+	}
+	if err != nil {
+		return reported(err)
+	}
+	c.printf("\nuninstalled: the Consul agents still run with the configuration they loaded; stop them (systemctl stop consul) or give them a new one\n")
+	return nil
+}
+
