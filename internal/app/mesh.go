@@ -402,4 +402,3 @@ func Uninstall(ctx context.Context, c Common, d DistOptions, o UninstallOptions)
 	c.printf("\nuninstalled: the Consul agents still run with the configuration they loaded; stop them (systemctl stop consul) or give them a new one\n")
 	return nil
 }
-
