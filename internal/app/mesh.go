@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"sort"
-	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -376,12 +375,12 @@ func Uninstall(ctx context.Context, c Common, d DistOptions, o UninstallOptions)
 		return errors.New("uninstall cancelled: nothing was changed")
 	}
 	if whole {
-		n, err := r.live().DeleteIntentions(ctx, r.t.Cluster.Name)
+		ir, err := r.live().DeleteIntentions(ctx, r.t.Cluster.Name)
 		switch {
 		case err != nil:
-			c.printf("intentions: could not delete them (%v); they stay in Consul's catalog until the agents are gone\n", err)
+			c.printf("intentions: could not delete them all (%v); the rest stay in Consul until the servers are gone\n", err)
 		default:
-			c.printf("intentions: deleted %d\n", n)
+			c.printf("intentions: %s\n", ir.Summary())
 		}
 	}
 	stop = c.startProgress(r, d)
