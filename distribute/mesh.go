@@ -266,7 +266,7 @@ const sidecarWait = 60 * time.Second
 // the proxies about to start serve (`consul connect proxy -sidecar-for`
 // exits at once when its sidecar is unknown).
 func (s *Session) waitSidecars(ctx context.Context, n *inventory.Node, ids []string) error {
-	if len(ids) == 0 {
+	if len(ids) == 0 || s.o.NoAgents {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, sidecarWait)

@@ -27,6 +27,10 @@ type Options struct {
 	// agent is started) and when a changed agent config needs it
 	// (consulcfg.NeedsRestart); reload otherwise.
 	RestartNeeded func(node string, changed []string) bool
+	// NoAgents says the nodes run no Consul agent to ask (the demo's
+	// sandbox): proxies are started without waiting for their sidecars to
+	// be registered.
+	NoAgents bool
 
 	hooks *testHooks
 }

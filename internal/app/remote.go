@@ -65,6 +65,7 @@ func (c Common) distOptions(d DistOptions, st *ca.State) distribute.Options {
 		o.ConnectTimeout = d.Timeout
 	}
 	o.AcceptNewHostKeys = d.AcceptNewHostKeys
+	o.NoAgents = d.SkipLive
 	o.UseAgent = os.Getenv("SSH_AUTH_SOCK") != ""
 	if d.HomeDir != "" {
 		o.HomeDir = d.HomeDir

@@ -271,8 +271,9 @@ func (s *Server) cleanupDir() {
 }
 
 // writeShims creates the root and the stand-ins for commands a node has but
-// this machine may not: sudo (runs its arguments), systemctl and consul
-// (record the call and succeed).
+// this machine may not: sudo (runs its arguments), systemctl, consul and
+// iptables (record the call and succeed; systemctl says every unit is
+// active).
 func (s *Server) writeShims() error {
 	for _, d := range []string{s.root, s.binDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -281,9 +282,13 @@ func (s *Server) writeShims() error {
 	}
 	record := "#!/bin/sh\nprintf '%s\\n' \"$(basename \"$0\") $*\" >> \"$SANDBOX_CALLS\"\n"
 	shims := map[string]string{
-		"sudo":      "#!/bin/sh\nwhile [ $# -gt 0 ]; do case \"$1\" in -n|-E|-H) shift;; --) shift; break;; *) break;; esac; done\nexec \"$@\"\n",
-		"systemctl": record,
-		"consul":    record,
+		"sudo": "#!/bin/sh\nwhile [ $# -gt 0 ]; do case \"$1\" in -n|-E|-H) shift;; --) shift; break;; *) break;; esac; done\nexec \"$@\"\n",
+		// A recorded unit is always running: the sandbox runs no proxy.
+		"systemctl":        record + "case \"$1\" in is-active) echo active;; esac\n",
+		"consul":           record,
+		"iptables":         record,
+		"iptables-save":    record,
+		"iptables-restore": record + "cat >/dev/null\n",
 	}
 	for name, body := range shims {
 		if err := os.WriteFile(filepath.Join(s.binDir, name), []byte(body), 0o755); err != nil {
