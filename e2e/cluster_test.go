@@ -33,7 +33,14 @@ import (
 func lcConsulBinary(t *testing.T, version string) string {
 	t.Helper()
 	src := consultest.Binary(t, version)
-	dst := filepath.Join(t.TempDir(), "consul")
+	dir := t.TempDir()
+	// The proxies run as nobody: it must reach the binary.
+	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := filepath.Join(dir, "consul")
 	if err := os.Link(src, dst); err != nil {
 		data, err := os.ReadFile(src)
 		if err != nil {
@@ -55,6 +62,7 @@ type lcNode struct {
 
 // lcSpec is a test cluster: its nodes, Consul version and testnet.
 type lcSpec struct {
+	consul  string // set by lcStart: the binary nodes run
 	version string
 	subnet  string
 	prefix  string
@@ -100,6 +108,7 @@ func (s *lcBuffer) String() string {
 func lcStart(t *testing.T, spec lcSpec) *lcCluster {
 	t.Helper()
 	bin := lcConsulBinary(t, spec.version)
+	spec.consul = bin
 	var names []string
 	for _, n := range spec.nodes {
 		names = append(names, n.name)
@@ -163,6 +172,8 @@ func lcClusterYAML(nt *testnet.Net, spec lcSpec) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cluster: %s\nconsul:\n  version: %q\n", spec.prefix, spec.version)
 	b.WriteString("  reload_command: systemctl reload consul\n  restart_command: systemctl restart consul\n")
+	// The mesh is on (the default): the proxies run the same binary.
+	fmt.Fprintf(&b, "mesh:\n  consul_binary: %s\n", spec.consul)
 	fmt.Fprintf(&b, "ssh:\n  user: root\n  identity_file: %s\n  known_hosts: %s\n", nt.ClientKeyFile(), nt.KnownHostsFile())
 	b.WriteString("datacenters:\n")
 	dc := ""

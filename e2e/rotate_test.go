@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"github.com/mtlsctl/mtlsctl/distribute/consulapi"
 	"github.com/mtlsctl/mtlsctl/distribute/transport"
 	"github.com/mtlsctl/mtlsctl/internal/fingerprint"
@@ -119,6 +120,13 @@ func TestRotations162(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The mesh must stay up through every rotation: a router (n2) calls
+	// ZooKeeper on n1 and Postgres (n4) calls Cassandra on n3, through the
+	// proxies, every 100 ms.
+	servers := meshServers(t, lc, lcFiveNodes())
+	_ = servers
+	zk := net.JoinHostPort(lc.net.Node("n1").Addr, "2181")
+	cs := net.JoinHostPort(lc.net.Node("n3").Addr, "9042")
 	for _, tc := range []struct {
 		name string
 		run  func(context.Context, app.Common, app.DistOptions, app.RotateOptions) error
@@ -133,6 +141,7 @@ func TestRotations162(t *testing.T) {
 				pids[n] = lc.servicePID(n)
 			}
 			p := rtStartProbe(t, client, "mtlsctl/probe/"+tc.name, 5)
+			m1, m2 := startMeshProbe(lc, "n2", zk), startMeshProbe(lc, "n4", cs)
 			time.Sleep(300 * time.Millisecond) // a few probes before the rotation starts
 			start := time.Now()
 			err := tc.run(ctx, lc.common, lc.dist, app.RotateOptions{Yes: true})
@@ -140,6 +149,13 @@ func TestRotations162(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			ops, failures := p.finish()
 			t.Logf("rotate %s: %s; probe: %d operations (KV write+read+members every 100 ms), %d failed", tc.name, took.Round(time.Millisecond), ops, len(failures))
+			for _, m := range []*meshProbe{m1, m2} {
+				mops, mfail := m.finish()
+				t.Logf("rotate %s: mesh probe: %d connections through the proxies, %d failed", tc.name, mops, len(mfail))
+				for _, f := range mfail {
+					t.Errorf("mesh probe: %s", f)
+				}
+			}
 			if err != nil {
 				t.Fatalf("rotate %s: %v", tc.name, err)
 			}

@@ -1,0 +1,366 @@
+// Mesh tests: the components' own traffic between nodes goes through
+// Consul Connect proxies (real `consul connect proxy` processes started from
+// the unit files mtlsctl renders), transparently (iptables nat OUTPUT in
+// each node's own network namespace), with least privilege (intentions)
+// and a loaded firewall. Stand-in component servers answer with the peer
+// address they saw, so a test can tell a connection the ingress proxy
+// delivered (peer 127.0.0.1) from a direct one.
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/mtlsctl/mtlsctl/consulcfg"
+	"github.com/mtlsctl/mtlsctl/distribute/transport"
+	"github.com/mtlsctl/mtlsctl/internal/app"
+	"github.com/mtlsctl/mtlsctl/internal/testinfra/testnet"
+)
+
+// meshPorts are the component ports the mesh carries, per component (the
+// spec's table, written out independently of consulcfg's).
+var meshPorts = map[string][]int{
+	"zookeeper":         {2181, 2888, 3888},
+	"cassandra":         {9042, 9160},
+	"openldap":          {10389},
+	"postgres":          {5432, 8084},
+	"qpid":              {5672, 8083},
+	"message-processor": {8082, 4528},
+	"router":            {8081, 4527},
+}
+
+// meshServers starts a stand-in server on every meshed component port of
+// every node (listening on all addresses, as real components do).
+func meshServers(t *testing.T, lc *lcCluster, nodes []lcNode) map[string]*testnet.PeerEcho {
+	t.Helper()
+	out := map[string]*testnet.PeerEcho{}
+	for _, n := range nodes {
+		for _, comp := range n.components {
+			for _, p := range meshPorts[comp] {
+				e, err := lc.net.Node(n.name).PeerEcho("0.0.0.0:" + strconv.Itoa(p))
+				if err != nil {
+					t.Fatalf("%s: stand-in server on %d: %v", n.name, p, err)
+				}
+				t.Cleanup(func() { e.Close() })
+				out[n.name+":"+strconv.Itoa(p)] = e
+			}
+		}
+	}
+	return out
+}
+
+func peerHost(peer string) string {
+	h, _, err := net.SplitHostPort(strings.TrimPrefix(strings.TrimSpace(peer), "peer="))
+	if err != nil {
+		return peer
+	}
+	return h
+}
+
+// meshCall connects from node src to addr (its component port) and returns
+// the peer the stand-in server saw, or an error.
+func meshCall(lc *lcCluster, src, addr string) (string, error) {
+	return lc.net.Node(src).EchoPeer(addr, 3*time.Second)
+}
+
+func TestMesh162(t *testing.T) {
+	nodes := lcFiveNodes()
+	lc := lcStart(t, lcSpec{version: "1.6.2", subnet: "198.18.70.0/24", prefix: "ms", nodes: nodes})
+	lcCheckHealth(t, lc.Health, map[string]int{"dc-1": 3}, 5)
+	if t.Failed() {
+		return
+	}
+	servers := meshServers(t, lc, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	addr := func(node string, port int) string {
+		return net.JoinHostPort(lc.net.Node(node).Addr, strconv.Itoa(port))
+	}
+
+	t.Run("proxies and firewall are up", func(t *testing.T) {
+		for _, n := range lc.net.Nodes() {
+			out, err := n.Exec(ctx, "sh", "-c", "iptables -S; echo ---; iptables -t nat -S OUTPUT; iptables -t nat -S "+consulcfg.EgressChain)
+			if err != nil {
+				t.Fatalf("%s: iptables: %v\n%s", n.Name, err, out)
+			}
+			for _, want := range []string{"-A INPUT -j " + consulcfg.FirewallChain, "-A OUTPUT -j " + consulcfg.EgressChain, "DNAT"} {
+				if !strings.Contains(string(out), want) {
+					t.Errorf("%s: rules lack %q:\n%s", n.Name, want, out)
+				}
+			}
+			units, _ := filepath.Glob(n.Path(filepath.Join(lc.net.UnitDir(), "mtlsctl-proxy-*.service")))
+			if len(units) == 0 {
+				t.Errorf("%s: no proxy unit in %s", n.Name, lc.net.UnitDir())
+			}
+			for _, u := range units {
+				if pid, ok := n.UnitPID(filepath.Base(u)); !ok || pid == 0 {
+					t.Errorf("%s: %s is not running", n.Name, filepath.Base(u))
+				}
+			}
+		}
+	})
+
+	t.Run("allowed path goes through the mesh", func(t *testing.T) {
+		// Router (n2) to ZooKeeper on n1: its usual connection, unchanged.
+		peer, err := meshCall(lc, "n2", addr("n1", 2181))
+		if err != nil {
+			t.Fatalf("n2 -> n1:2181: %v", err)
+		}
+		if h := peerHost(peer); h != "127.0.0.1" {
+			t.Errorf("n1's ZooKeeper saw %q, want 127.0.0.1 (the ingress proxy), not the router's address", peer)
+		}
+		// Management Server (n1) to Postgres (n4), Postgres to Postgres (n4 -> n5).
+		for _, c := range [][3]string{{"n1", "n4", "5432"}, {"n4", "n5", "5432"}, {"n4", "n2", "9042"}, {"n1", "n3", "8082"}} {
+			port, _ := strconv.Atoi(c[2])
+			peer, err := meshCall(lc, c[0], addr(c[1], port))
+			if err != nil || peerHost(peer) != "127.0.0.1" {
+				t.Errorf("%s -> %s:%s: peer %q, err %v; want peer 127.0.0.1", c[0], c[1], c[2], peer, err)
+			}
+		}
+	})
+
+	t.Run("denied path is refused", func(t *testing.T) {
+		before := servers["n4:5432"].Count()
+		peer, err := meshCall(lc, "n2", addr("n4", 5432)) // router -> postgres: not in Apigee's table
+		if err == nil {
+			t.Errorf("router n2 -> postgres n4:5432 answered %q; want it refused", peer)
+		}
+		if got := servers["n4:5432"].Count(); got != before {
+			t.Errorf("postgres on n4 accepted %d connection(s) from a denied path", got-before)
+		}
+	})
+
+	t.Run("outside host gets nothing", func(t *testing.T) {
+		// The admin side of the test network is not a cluster member.
+		for _, a := range []string{addr("n1", 2181), addr("n4", 5432)} {
+			before := servers["n1:2181"].Count() + servers["n4:5432"].Count()
+			c, err := net.DialTimeout("tcp", a, 2*time.Second)
+			if err == nil {
+				c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				buf := make([]byte, 64)
+				k, _ := c.Read(buf)
+				c.Close()
+				if k > 0 {
+					t.Errorf("outside host reached %s directly and got %q", a, buf[:k])
+				}
+			}
+			if after := servers["n1:2181"].Count() + servers["n4:5432"].Count(); after != before {
+				t.Errorf("a component accepted a plaintext connection from outside the cluster (%s)", a)
+			}
+		}
+		// A member speaking plaintext to a proxy port (no client
+		// certificate) gets no component data back.
+		ports := lcProxyPorts(t, lc, "n1")
+		before := servers["n1:2181"].Count()
+		c, err := lc.net.Node("n5").DialTimeout("tcp", net.JoinHostPort(lc.net.Node("n1").Addr, strconv.Itoa(ports["zk-2181"])), 3*time.Second)
+		if err != nil {
+			t.Fatalf("dial the proxy port: %v", err)
+		}
+		c.Write([]byte("hello\n"))
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 256)
+		k, _ := c.Read(buf)
+		c.Close()
+		if strings.Contains(string(buf[:k]), "peer=") || servers["n1:2181"].Count() != before {
+			t.Errorf("a plaintext client without a certificate reached ZooKeeper through the proxy port: %q", buf[:k])
+		}
+	})
+
+	t.Run("verify passes, then names a stopped proxy, and apply repairs it", func(t *testing.T) {
+		out := &lcBuffer{}
+		c := lc.common
+		c.Stdout, c.JSON = out, true
+		if err := app.Verify(ctx, c, lc.dist, app.VerifyOptions{Hold: 500 * time.Millisecond}); err != nil {
+			t.Fatalf("verify on a healthy mesh: %v\n%s", err, out)
+		}
+		var res app.VerifyResult
+		if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
+			t.Fatalf("verify -o json: %v\n%s", err, out)
+		}
+		allowed, denied := 0, 0
+		for _, n := range res.Nodes {
+			allowed += n.Allowed
+			denied += n.Denied
+		}
+		t.Logf("verify: %d allowed paths carried, %d denied samples refused", allowed, denied)
+		if !res.OK || allowed == 0 || denied == 0 {
+			t.Errorf("verify result: ok=%v allowed=%d denied=%d", res.OK, allowed, denied)
+		}
+
+		unit := "mtlsctl-proxy-zk-2181-" + strings.ReplaceAll(lc.net.Node("n1").Addr, ".", "-") + ".service"
+		if o, err := lc.net.Node("n1").Exec(ctx, "systemctl", "stop", unit); err != nil {
+			t.Fatalf("stop %s: %v %s", unit, err, o)
+		}
+		text := &lcBuffer{}
+		c = lc.common
+		c.Stdout = text
+		err := app.Verify(ctx, c, lc.dist, app.VerifyOptions{Hold: 500 * time.Millisecond})
+		if err == nil || !strings.Contains(text.String(), strings.TrimSuffix(strings.TrimPrefix(unit, "mtlsctl-proxy-"), ".service")) {
+			t.Errorf("verify with %s stopped: err %v; output does not name the broken path:\n%s", unit, err, text)
+		}
+		// The stopped proxy is drift: plan shows it, apply starts it.
+		plan := &lcBuffer{}
+		c.Stdout = plan
+		if err := app.Plan(ctx, c, lc.dist, app.PlanOptions{}); err != nil {
+			t.Fatalf("plan: %v", err)
+		}
+		if !strings.Contains(plan.String(), "start    "+unit) {
+			t.Errorf("plan does not show the stopped proxy:\n%s", plan)
+		}
+		if err := app.Apply(ctx, lc.common, lc.dist, app.ApplyOptions{Yes: true}); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+		if err := app.Verify(ctx, lc.common, lc.dist, app.VerifyOptions{Hold: 500 * time.Millisecond}); err != nil {
+			t.Errorf("verify after apply: %v", err)
+		}
+		// Nothing left to do.
+		if err := app.Plan(ctx, lc.common, lc.dist, app.PlanOptions{DetailedExit: true}); err != nil {
+			t.Errorf("plan after apply: %v (want no changes)", err)
+		}
+	})
+
+	t.Run("intentions are exactly mtlsctl's", func(t *testing.T) {
+		cl := lc.dial(transport.Options{})
+		client, err := cl.API(ctx, "n1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ixns, _, err := client.Connect().Intentions(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var deny bool
+		for _, i := range ixns {
+			if i.Meta[consulcfg.IntentionMetaKey] != "ms" {
+				t.Errorf("intention %s -> %s has no mtlsctl mark", i.SourceName, i.DestinationName)
+			}
+			if i.SourceName == "*" && i.DestinationName == "*" && i.Action == api.IntentionActionDeny {
+				deny = true
+			}
+		}
+		if !deny {
+			t.Error("no default deny (* -> * deny)")
+		}
+		t.Logf("%d intentions", len(ixns))
+	})
+
+	t.Run("uninstall leaves nothing behind", func(t *testing.T) {
+		if err := app.Uninstall(ctx, lc.common, lc.dist, app.UninstallOptions{Yes: true}); err != nil {
+			t.Fatalf("uninstall: %v", err)
+		}
+		for _, n := range lc.net.Nodes() {
+			out, err := n.Exec(ctx, "sh", "-c", "iptables -S; iptables -t nat -S OUTPUT; iptables -t nat -S")
+			if err != nil {
+				t.Fatalf("%s: %v", n.Name, err)
+			}
+			if strings.Contains(string(out), "MTLSCTL") {
+				t.Errorf("%s: mtlsctl rules remain:\n%s", n.Name, out)
+			}
+			units, _ := filepath.Glob(n.Path(filepath.Join(lc.net.UnitDir(), "mtlsctl-*")))
+			if len(units) > 0 {
+				t.Errorf("%s: units remain: %v", n.Name, units)
+			}
+			if _, err := os.Stat(n.Path("/var/lib/mtlsctl")); !os.IsNotExist(err) {
+				t.Errorf("%s: node state directory remains (%v)", n.Name, err)
+			}
+			for _, f := range []string{"/etc/consul.d/mtlsctl-agent.json", "/etc/consul.d/mtlsctl-services.json", "/etc/consul.d/tls/agent-key.pem"} {
+				if _, err := os.Stat(n.Path(f)); !os.IsNotExist(err) {
+					t.Errorf("%s: %s remains", n.Name, f)
+				}
+			}
+		}
+		cl := lc.dial(transport.Options{})
+		client, err := cl.API(ctx, "n1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ixns, _, err := client.Connect().Intentions(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ixns) != 0 {
+			t.Errorf("%d intentions remain after uninstall", len(ixns))
+		}
+	})
+}
+
+// lcProxyPorts reads a node's port report (ports.json in its node state
+// directory) into class -> proxy port.
+func lcProxyPorts(t *testing.T, lc *lcCluster, node string) map[string]int {
+	t.Helper()
+	b, err := os.ReadFile(lc.net.Node(node).Path("/var/lib/mtlsctl/" + consulcfg.PortsFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m consulcfg.Mesh
+	mb, err := os.ReadFile(lc.net.Node(node).Path("/var/lib/mtlsctl/manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var man struct {
+		Mesh *consulcfg.Mesh `json:"mesh"`
+	}
+	if err := json.Unmarshal(mb, &man); err != nil || man.Mesh == nil {
+		t.Fatalf("manifest: %v (%s)", err, b)
+	}
+	m = *man.Mesh
+	out := map[string]int{}
+	for _, p := range m.Proxies {
+		_, port, _ := net.SplitHostPort(p.Listen)
+		out[p.Class], _ = strconv.Atoi(port)
+	}
+	return out
+}
+
+// meshProbe connects from src to dst every 100 ms and records failures.
+type meshProbe struct {
+	mu       sync.Mutex
+	ops      int
+	failures []string
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+func startMeshProbe(lc *lcCluster, src, dst string) *meshProbe {
+	p := &meshProbe{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
+			}
+			peer, err := meshCall(lc, src, dst)
+			p.mu.Lock()
+			p.ops++
+			if err != nil || peerHost(peer) != "127.0.0.1" {
+				p.failures = append(p.failures, fmt.Sprintf("%s %s -> %s: peer %q, %v", time.Now().Format("15:04:05.000"), src, dst, peer, err))
+			}
+			p.mu.Unlock()
+		}
+	}()
+	return p
+}
+
+func (p *meshProbe) finish() (int, []string) {
+	close(p.stop)
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ops, p.failures
+}
