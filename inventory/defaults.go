@@ -13,6 +13,11 @@ const (
 	DefaultSSHUser        = "root"
 	DefaultSSHPort        = 22
 	DefaultNodeStateDir   = "/var/lib/mtlsctl"
+	DefaultUnitDir        = "/etc/systemd/system" // mesh.unit_dir
+	DefaultConsulBinary   = "/usr/bin/consul"     // mesh.consul_binary
+	// DefaultProxyUser runs the proxies when neither mesh.proxy_user nor
+	// consul.user is set.
+	DefaultProxyUser = "nobody"
 )
 
 // MinServers is the smallest number of Consul servers (ZooKeeper nodes) a
@@ -75,6 +80,30 @@ func PortKeys() []string {
 	return append(keys, Egress)
 }
 
+// meshTarget reports whether c has mesh listeners (ingress proxies), so that
+// an allow rule may lead to it: every component with proxy ports.
+// management-server and ui have none.
+func meshTarget(c Component) bool {
+	return validComponent(c) && portsPerNode[string(c)] > 0
+}
+
+// shared reports whether the range r of key is shared: exactly one node's
+// share of ports (PortsPerNode(key)), which every member node then uses.
+// Apigee advises min = max for egress and openldap.
+func shared(key string, r PortRange) bool {
+	per := PortsPerNode(key)
+	return per > 0 && r.Size() == per
+}
+
+// defaultProxyUser is mesh.proxy_user's default for c: consul.user, else
+// DefaultProxyUser.
+func defaultProxyUser(c *Cluster) string {
+	if c.Consul.User != "" {
+		return c.Consul.User
+	}
+	return DefaultProxyUser
+}
+
 // validComponent reports whether c is a component the cluster file accepts.
 func validComponent(c Component) bool {
 	for _, x := range Components {
@@ -86,7 +115,9 @@ func validComponent(c Component) bool {
 }
 
 // applyDefaults fills c's empty fields with the defaults and merges the
-// default port ranges under c.Ports.
+// default port ranges under c.Ports. Mesh.Enabled is left as it is: its
+// default (true) is applied by the parser when the file does not set it, as
+// a bool cannot tell "unset" from false.
 func applyDefaults(c *Cluster) {
 	def := func(p *string, v string) {
 		if *p == "" {
@@ -103,6 +134,9 @@ func applyDefaults(c *Cluster) {
 	def(&c.Consul.LogLevel, DefaultLogLevel)
 	def(&c.SSH.User, DefaultSSHUser)
 	def(&c.NodeStateDir, DefaultNodeStateDir)
+	def(&c.Mesh.UnitDir, DefaultUnitDir)
+	def(&c.Mesh.ConsulBinary, DefaultConsulBinary)
+	def(&c.Mesh.ProxyUser, defaultProxyUser(c))
 	if c.SSH.Port == 0 {
 		c.SSH.Port = DefaultSSHPort
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -26,6 +27,8 @@ func addFileSeeds(f *testing.F, pattern string) {
 func FuzzParse(f *testing.F) {
 	addFileSeeds(f, "../examples/*.yaml")
 	f.Add([]byte(baseYAML))
+	f.Add([]byte(baseYAML + "mesh:\n  proxy_user: consul\n  allow:\n    - {from: router, to: qpid}\n"))
+	f.Add([]byte(strings.Replace(baseYAML, "postgres: 10300-10399", "egress: 10700-10700\n  openldap: 10200-10200", 1) + "mesh: {enabled: false}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		top, err := Parse("fuzz.yaml", data)
 		if err != nil {

@@ -13,7 +13,9 @@ import (
 
 // Marshal writes c as a clean cluster file: settings equal to their defaults
 // are left out (except consul.version, always written), port ranges only where
-// they differ from Apigee's defaults, components in flow style. Parse of the
+// they differ from Apigee's defaults, the mesh block only with what differs
+// from its defaults (enabled: false when the mesh is off), components and
+// allow rules in flow style. Parse of the
 // result gives back c (with defaults applied).
 func Marshal(c *Cluster) ([]byte, error) {
 	if c == nil {
@@ -77,6 +79,9 @@ func Marshal(c *Cluster) ([]byte, error) {
 	if c.NodeStateDir != "" && c.NodeStateDir != DefaultNodeStateDir {
 		addStr(root, "node_state_dir", c.NodeStateDir)
 	}
+	if mesh := marshalMesh(c); len(mesh.Content) > 0 {
+		add(root, "mesh", mesh)
+	}
 
 	dcs := &yaml.Node{Kind: yaml.SequenceNode}
 	for _, dc := range c.Datacenters {
@@ -121,6 +126,36 @@ func Marshal(c *Cluster) ([]byte, error) {
 		return nil, fmt.Errorf("marshal cluster %q: %w", c.Name, err)
 	}
 	return buf.Bytes(), nil
+}
+
+// marshalMesh gives the mesh block's settings that differ from the defaults.
+func marshalMesh(c *Cluster) *yaml.Node {
+	m := &c.Mesh
+	out := mapping()
+	if !m.Enabled {
+		add(out, "enabled", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "false"})
+	}
+	for _, kv := range []struct{ key, val, def string }{
+		{"unit_dir", m.UnitDir, DefaultUnitDir},
+		{"consul_binary", m.ConsulBinary, DefaultConsulBinary},
+		{"proxy_user", m.ProxyUser, defaultProxyUser(c)},
+	} {
+		if kv.val != "" && kv.val != kv.def {
+			addStr(out, kv.key, kv.val)
+		}
+	}
+	if len(m.Allow) > 0 {
+		allow := &yaml.Node{Kind: yaml.SequenceNode}
+		for _, r := range m.Allow {
+			rn := mapping()
+			rn.Style = yaml.FlowStyle
+			addStr(rn, "from", string(r.From))
+			addStr(rn, "to", string(r.To))
+			allow.Content = append(allow.Content, rn)
+		}
+		add(out, "allow", allow)
+	}
+	return out
 }
 
 func mapping() *yaml.Node { return &yaml.Node{Kind: yaml.MappingNode} }

@@ -255,7 +255,8 @@ func (d *decoder) boolean(n *yaml.Node, path string) bool {
 }
 
 func (d *decoder) cluster(root *yaml.Node, c *Cluster) {
-	f := d.fields(root, "", "cluster", "consul", "ssh", "ports", "node_state_dir", "datacenters")
+	f := d.fields(root, "", "cluster", "consul", "ssh", "ports", "node_state_dir", "mesh", "datacenters")
+	c.Mesh.Enabled = true // the mesh is on unless the file turns it off
 	if f == nil {
 		return
 	}
@@ -269,6 +270,9 @@ func (d *decoder) cluster(root *yaml.Node, c *Cluster) {
 	}
 	if n, ok := f["ports"]; ok {
 		c.Ports = d.ports(n)
+	}
+	if n, ok := f["mesh"]; ok {
+		d.mesh(n, &c.Mesh)
 	}
 	if n, ok := f["datacenters"]; ok {
 		for i, dn := range d.list(n, "datacenters") {
@@ -301,6 +305,35 @@ func (d *decoder) ssh(n *yaml.Node, s *SSH) {
 	s.Sudo = d.boolean(f["sudo"], "ssh.sudo")
 	if v, ok := f["port"]; ok {
 		s.Port, _ = d.port(v, "ssh.port")
+	}
+}
+
+// mesh decodes the mesh block. A missing enabled key leaves the mesh on.
+func (d *decoder) mesh(n *yaml.Node, m *Mesh) {
+	f := d.fields(n, "mesh", "enabled", "unit_dir", "consul_binary", "proxy_user", "allow")
+	if v, ok := f["enabled"]; ok {
+		if r := d.resolve(v); r != nil && r.Kind == yaml.ScalarNode && r.Tag == "!!null" {
+			d.ps.addLine(r.Line, "mesh.enabled", "must be true or false, found nothing: write true, or false to keep Consul only (or remove the key: the mesh is on by default)")
+		} else {
+			m.Enabled = d.boolean(v, "mesh.enabled")
+		}
+	}
+	m.UnitDir = d.str(f["unit_dir"], "mesh.unit_dir")
+	m.ConsulBinary = d.str(f["consul_binary"], "mesh.consul_binary")
+	m.ProxyUser = d.str(f["proxy_user"], "mesh.proxy_user")
+	if an, ok := f["allow"]; ok {
+		for i, item := range d.list(an, "mesh.allow") {
+			ap := fmt.Sprintf("mesh.allow[%d]", i)
+			rule := AllowRule{}
+			if r := d.resolve(item); r != nil {
+				d.ps.lines[ap] = r.Line
+				rule.Line = r.Line
+			}
+			rf := d.fields(item, ap, "from", "to")
+			rule.From = Component(d.str(rf["from"], ap+".from"))
+			rule.To = Component(d.str(rf["to"], ap+".to"))
+			m.Allow = append(m.Allow, rule)
+		}
 	}
 }
 

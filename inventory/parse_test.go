@@ -32,6 +32,9 @@ datacenters:
         components: [zookeeper, cassandra, postgres]
 `
 
+// noMesh turns the mesh off when appended to baseYAML.
+const noMesh = "mesh: {enabled: false}\n"
+
 // lineOf returns the 1-based line of the first line containing marker.
 func lineOf(t *testing.T, doc, marker string) int {
 	t.Helper()
@@ -107,6 +110,15 @@ ssh:
 ports:
   egress: 11700-11799
 node_state_dir: /srv/mtlsctl
+mesh:
+  enabled: false
+  unit_dir: /usr/lib/systemd/system
+  consul_binary: /opt/consul/bin/consul
+  proxy_user: consul-proxy
+  allow:
+    - {from: ui, to: router}
+    - from: qpid
+      to: qpid
 datacenters:
   - name: dc-1
     nodes:
@@ -130,6 +142,11 @@ datacenters:
 	}
 	if c.Ports[Egress] != (PortRange{11700, 11799}) || c.Ports["postgres"] != (PortRange{10300, 10399}) {
 		t.Errorf("ports = %v", c.Ports)
+	}
+	wantMesh := Mesh{UnitDir: "/usr/lib/systemd/system", ConsulBinary: "/opt/consul/bin/consul", ProxyUser: "consul-proxy",
+		Allow: []AllowRule{{From: UI, To: Router, Line: 29}, {From: Qpid, To: Qpid, Line: 30}}}
+	if !reflect.DeepEqual(c.Mesh, wantMesh) {
+		t.Errorf("mesh = %+v, want %+v", c.Mesh, wantMesh)
 	}
 	n := top.Node("a")
 	if n.SSHPort != 2200 || n.SSHUser != "admin" {
@@ -163,8 +180,6 @@ func TestParseErrors(t *testing.T) {
 		{"cidr address", "198.18.0.12", "198.18.0.0/24 # here", "# here", "datacenters[0].nodes[1].address", "is not an IP address"},
 		{"unspecified address", "198.18.0.12", "0.0.0.0 # here", "# here", "datacenters[0].nodes[1].address", "give the node's unicast IP"},
 		{"missing address", "        address: 198.18.0.12\n", "", "name: n2", "datacenters[0].nodes[1].address", "has no address"},
-		{"template without ssh_host", "198.18.0.12", `'{{ GetPrivateInterfaces | attr "address" }}' # here`, "# here", "datacenters[0].nodes[1].address", "set ssh_host"},
-		{"template that does not parse", "        address: 198.18.0.12", "        address: '{{ GetPrivateInterfaces | nosuchfunc }}' # here\n        ssh_host: n2.example.internal", "# here", "datacenters[0].nodes[1].address", "address template does not parse"},
 		{"invalid node name", "name: n2", "name: N_2 # here", "# here", "datacenters[0].nodes[1].name", `node name "N_2" must be a DNS label`},
 		{"node name with trailing dash", "name: n2", "name: n2- # here", "# here", "datacenters[0].nodes[1].name", "must be a DNS label"},
 		{"node name too long", "name: n2", "name: " + long + " # here", "# here", "datacenters[0].nodes[1].name", "longer than 63"},
@@ -217,33 +232,40 @@ func TestParseErrors(t *testing.T) {
 			if marker == "" {
 				marker = tt.new
 			}
-			line := lineOf(t, doc, marker)
-			_, err := Parse("cluster.yaml", []byte(doc))
-			var ve *ValidationError
-			if !errors.As(err, &ve) {
-				t.Fatalf("Parse error = %v, want *ValidationError", err)
-			}
-			if !errors.Is(err, ErrInvalid) {
-				t.Error("errors.Is(err, ErrInvalid) is false")
-			}
-			for _, p := range ve.Problems {
-				if p.Field == tt.field && strings.Contains(p.Msg, tt.msg) {
-					if p.Line != line {
-						t.Errorf("problem on line %d, want %d: %s", p.Line, line, p)
-					}
-					prefix := fmt.Sprintf("cluster.yaml:%d: ", line)
-					if tt.field != "" {
-						prefix += tt.field + ": "
-					}
-					if !strings.Contains(err.Error(), prefix+p.Msg) {
-						t.Errorf("Error() lacks %q:\n%s", prefix+p.Msg, err)
-					}
-					return
-				}
-			}
-			t.Errorf("no problem with field %q and message containing %q; got:\n%v", tt.field, tt.msg, err)
+			expectProblem(t, doc, marker, tt.field, tt.msg)
 		})
 	}
+}
+
+// expectProblem parses doc and asserts a problem for field whose message
+// contains msg, on the line holding marker, printed as file:line: field: msg.
+func expectProblem(t *testing.T, doc, marker, field, msg string) {
+	t.Helper()
+	line := lineOf(t, doc, marker)
+	_, err := Parse("cluster.yaml", []byte(doc))
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("Parse error = %v, want *ValidationError", err)
+	}
+	if !errors.Is(err, ErrInvalid) {
+		t.Error("errors.Is(err, ErrInvalid) is false")
+	}
+	for _, p := range ve.Problems {
+		if p.Field == field && strings.Contains(p.Msg, msg) {
+			if p.Line != line {
+				t.Errorf("problem on line %d, want %d: %s", p.Line, line, p)
+			}
+			prefix := fmt.Sprintf("cluster.yaml:%d: ", line)
+			if field != "" {
+				prefix += field + ": "
+			}
+			if !strings.Contains(err.Error(), prefix+p.Msg) {
+				t.Errorf("Error() lacks %q:\n%s", prefix+p.Msg, err)
+			}
+			return
+		}
+	}
+	t.Errorf("no problem with field %q and message containing %q; got:\n%v", field, msg, err)
 }
 
 func TestParseDocumentErrors(t *testing.T) {
@@ -454,6 +476,11 @@ func sameCluster(a, b *Cluster) bool {
 			}
 			cp.Datacenters = append(cp.Datacenters, d)
 		}
+		cp.Mesh.Allow = nil
+		for _, r := range c.Mesh.Allow {
+			r.Line = 0
+			cp.Mesh.Allow = append(cp.Mesh.Allow, r)
+		}
 		return cp
 	}
 	return reflect.DeepEqual(strip(a), strip(b))
@@ -466,7 +493,7 @@ func TestMarshalOmitsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := string(out)
-	for _, absent := range []string{"ports:", "domain:", "ssh:", "node_state_dir"} {
+	for _, absent := range []string{"ports:", "domain:", "ssh:", "node_state_dir", "mesh:"} {
 		if strings.Contains(s, absent) {
 			t.Errorf("default %q written:\n%s", absent, s)
 		}

@@ -7,15 +7,21 @@ import (
 
 // AssignPorts gives every node its proxy ports: for each component it runs,
 // PortsPerNode(component) ports from the component's range, and one egress
-// port. Ports are unique across the whole cluster (all datacenters).
+// port.
 //
-// It is stable against prev (the assignment recorded last time, may be nil):
-// a node keeps its ports for a component while they are still inside the
-// (possibly changed) range, still the right count and not claimed twice. Other
-// nodes get the lowest free ports of the range, walking components in
-// PortKeys order and nodes in topology order. Ports of removed nodes and
-// components are freed. The result is deterministic. A range without enough
-// free ports gives an error wrapping ErrPortsExhausted.
+// A range of exactly PortsPerNode(key) ports is shared: every member node
+// gets all of its ports, in order (Apigee advises min = max for egress and
+// openldap). Any other range is linear: its ports are unique across the whole
+// cluster (all datacenters), and the assignment is stable against prev (the
+// assignment recorded last time, may be nil): a node keeps its ports for a
+// component while they are still inside the (possibly changed) range, still
+// the right count and not claimed twice. Other nodes get the lowest free
+// ports of the range, walking components in PortKeys order and nodes in
+// topology order. Ports of removed nodes and components are freed. The result
+// is deterministic. A linear range without enough free ports gives an error
+// wrapping ErrPortsExhausted; ranges that give one node the same port twice
+// (overlapping ranges, or a Consul port: validation refuses both) give an
+// error too.
 func AssignPorts(t *Topology, prev *Assignment) (*Assignment, error) {
 	if t == nil || t.Cluster == nil {
 		return nil, fmt.Errorf("assign ports: no topology")
@@ -35,6 +41,16 @@ func AssignPorts(t *Topology, prev *Assignment) (*Assignment, error) {
 			if key == Egress || n.Has(Component(key)) {
 				members = append(members, n)
 			}
+		}
+		if shared(key, r) {
+			for _, n := range members {
+				ports := make([]int, 0, per)
+				for p := r.Min; p <= r.Max; p++ {
+					ports = append(ports, p)
+				}
+				out.Nodes[n.Name][key] = ports
+			}
+			continue
 		}
 		used := map[int]bool{}
 		var pending []*Node
@@ -64,13 +80,37 @@ func AssignPorts(t *Topology, prev *Assignment) (*Assignment, error) {
 			if len(ports) < per {
 				need := (len(pending) - i) * per
 				free := len(ports)
-				return nil, fmt.Errorf("%s range %s: %d node(s) still need %d port(s) but only %d are free (%d per node): widen ports.%s, e.g. %d-%d: %w",
-					key, r, len(pending)-i, need, free, per, key, r.Min, suggestMax(r.Min, len(members)*per), ErrPortsExhausted)
+				return nil, fmt.Errorf("%s range %s: %d node(s) still need %d port(s) but only %d are free (%d per node): widen ports.%s, e.g. %d-%d, or %s: %w",
+					key, r, len(pending)-i, need, free, per, key, r.Min, suggestMax(r.Min, len(members)*per), shareAdvice(key, r.Min), ErrPortsExhausted)
 			}
 			out.Nodes[n.Name][key] = ports
 		}
 	}
+	if err := checkNodePorts(t, out); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// checkNodePorts refuses an assignment that gives one node the same port for
+// two keys, or a Consul port.
+func checkNodePorts(t *Topology, a *Assignment) error {
+	for _, n := range t.Nodes {
+		owner := map[int]string{}
+		for _, p := range ConsulPorts {
+			owner[p] = "Consul"
+		}
+		for _, key := range PortKeys() {
+			for _, p := range a.Nodes[n.Name][key] {
+				if o, dup := owner[p]; dup {
+					return fmt.Errorf("node %s would get port %d for both %s and %s: give ports.%s its own range, outside the other proxy ranges and Consul's ports (%s)",
+						n.Name, p, o, key, key, joinInts(ConsulPorts))
+				}
+				owner[p] = key
+			}
+		}
+	}
+	return nil
 }
 
 // keepable reports whether a previous port list can be kept as is.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,11 +13,17 @@ import (
 
 // checkAssignment asserts the invariants of an assignment for top: every node
 // has the right number of ports per component (and one egress port), inside
-// the component's range, and no port is used twice in the cluster.
+// the component's range; a shared range gives every member all its ports,
+// any other range's ports are used once in the cluster; no node has a port
+// twice, nor a Consul port.
 func checkAssignment(t testing.TB, top *Topology, a *Assignment) {
 	t.Helper()
 	owner := map[int]string{}
 	for _, n := range top.Nodes {
+		mine := map[int]string{}
+		for _, p := range ConsulPorts {
+			mine[p] = "Consul"
+		}
 		for _, key := range PortKeys() {
 			ports := a.Ports(n.Name, key)
 			want := 0
@@ -27,9 +34,19 @@ func checkAssignment(t testing.TB, top *Topology, a *Assignment) {
 				t.Fatalf("%s %s: %d ports %v, want %d", n.Name, key, len(ports), ports, want)
 			}
 			r := top.Cluster.Ports[key]
-			for _, p := range ports {
+			for i, p := range ports {
 				if !r.Contains(p) {
 					t.Fatalf("%s %s: port %d outside %s", n.Name, key, p, r)
+				}
+				if o, dup := mine[p]; dup {
+					t.Fatalf("%s: port %d given to %s and %s", n.Name, p, o, key)
+				}
+				mine[p] = key
+				if shared(key, r) {
+					if p != r.Min+i {
+						t.Fatalf("%s %s: shared range %s gives %v", n.Name, key, r, ports)
+					}
+					continue
 				}
 				if o, dup := owner[p]; dup {
 					t.Fatalf("port %d given to %s and %s/%s", p, o, n.Name, key)
@@ -168,7 +185,7 @@ func TestAssignPortsExhausted(t *testing.T) {
 	if !errors.Is(err, ErrPortsExhausted) {
 		t.Fatalf("err = %v, want ErrPortsExhausted", err)
 	}
-	for _, want := range []string{"cassandra range 10100-10104", "1 node(s) still need 2 port(s) but only 1 are free", "widen ports.cassandra, e.g. 10100-10199"} {
+	for _, want := range []string{"cassandra range 10100-10104", "1 node(s) still need 2 port(s) but only 1 are free", "widen ports.cassandra, e.g. 10100-10199, or give it exactly 2 port(s) (e.g. cassandra: 10100-10101) so that every node uses the same: port range exhausted"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
@@ -256,7 +273,14 @@ func TestAssignPortsProperty(t *testing.T) {
 func randomTopology(t *testing.T, rng *rand.Rand, iter int) *Topology {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "cluster: c%d\nports:\n  postgres: 10300-10329\n  zookeeper: 10001-10050\ndatacenters:\n", iter)
+	fmt.Fprintf(&b, "cluster: c%d\nports:\n  postgres: 10300-10329\n  zookeeper: 10001-10050\n", iter)
+	// Sometimes shared ranges (one node's share, the same on every node).
+	for _, r := range []string{"egress: 10700-10700", "openldap: 10250-10250", "qpid: 10400-10401"} {
+		if rng.IntN(3) == 0 {
+			fmt.Fprintf(&b, "  %s\n", r)
+		}
+	}
+	b.WriteString("datacenters:\n")
 	ndc := 1 + rng.IntN(3)
 	id := 0
 	for d := range ndc {
@@ -287,4 +311,171 @@ func randomTopology(t *testing.T, rng *rand.Rand, iter int) *Topology {
 		t.Fatalf("random topology: %v\n%s", err, b.String())
 	}
 	return top
+}
+
+// withPorts puts a ports block (lines of "key: range") into an example file.
+func withPorts(t *testing.T, path string, ranges ...string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := "ports:\n"
+	for _, r := range ranges {
+		block += "  " + r + " # here\n"
+	}
+	doc := strings.Replace(string(data), "\ndatacenters:", "\n"+block+"datacenters:", 1)
+	if doc == string(data) {
+		t.Fatalf("%s has no datacenters line", path)
+	}
+	return doc
+}
+
+func TestAssignPortsSharedEgress(t *testing.T) {
+	top := mustParse(t, withPorts(t, "../examples/edge-13.yaml", "egress: 10700-10700"))
+	if len(top.Nodes) != 13 {
+		t.Fatalf("%d nodes", len(top.Nodes))
+	}
+	a, err := AssignPorts(top, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAssignment(t, top, a)
+	for _, n := range top.Nodes {
+		if got := a.Ports(n.Name, Egress); !slices.Equal(got, []int{10700}) {
+			t.Errorf("%s egress = %v, want [10700]", n.Name, got)
+		}
+	}
+	// Linear ranges are unchanged: the two LDAP nodes have their own ports.
+	if a4, a5 := a.Ports("n4", "openldap"), a.Ports("n5", "openldap"); !slices.Equal(a4, []int{10200}) || !slices.Equal(a5, []int{10201}) {
+		t.Errorf("openldap = %v, %v", a4, a5)
+	}
+	// A linear assignment recorded before is replaced by the shared port.
+	b, err := AssignPorts(top, a)
+	if err != nil || !a.Equal(b) {
+		t.Fatalf("re-assign: %v", err)
+	}
+	checkRoundTrip(t, top)
+}
+
+func TestAssignPortsSharedLDAP(t *testing.T) {
+	doc := withPorts(t, "../examples/edge-13.yaml", "openldap: 10200-10200", "egress: 10799-10799")
+	top := mustParse(t, doc)
+	before, err := AssignPorts(mustParse(t, withPorts(t, "../examples/edge-13.yaml", "postgres: 10300-10399")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := AssignPorts(top, before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAssignment(t, top, a)
+	var ldap []string
+	for _, n := range top.Nodes {
+		if n.Has(OpenLDAP) {
+			ldap = append(ldap, n.Name)
+			if got := a.Ports(n.Name, "openldap"); !slices.Equal(got, []int{10200}) {
+				t.Errorf("%s openldap = %v, want [10200]", n.Name, got)
+			}
+		} else if got := a.Ports(n.Name, "openldap"); got != nil {
+			t.Errorf("%s has openldap ports %v", n.Name, got)
+		}
+		if got := a.Ports(n.Name, Egress); !slices.Equal(got, []int{10799}) {
+			t.Errorf("%s egress = %v, want [10799]", n.Name, got)
+		}
+	}
+	if len(ldap) != 2 {
+		t.Errorf("LDAP nodes = %v, want 2", ldap)
+	}
+	// Other components keep the ports they had.
+	for _, n := range top.Nodes {
+		for _, key := range []string{"zookeeper", "cassandra", "postgres", "router"} {
+			if !slices.Equal(a.Ports(n.Name, key), before.Ports(n.Name, key)) {
+				t.Errorf("%s %s moved: %v -> %v", n.Name, key, before.Ports(n.Name, key), a.Ports(n.Name, key))
+			}
+		}
+	}
+}
+
+func TestAssignPortsSharedMultiPort(t *testing.T) {
+	top := mustParse(t, strings.Replace(baseYAML, "postgres: 10300-10399", "zookeeper: 10001-10003", 1))
+	a := must(AssignPorts(top, nil))
+	checkAssignment(t, top, a)
+	for _, n := range top.Nodes {
+		if got := a.Ports(n.Name, "zookeeper"); !slices.Equal(got, []int{10001, 10002, 10003}) {
+			t.Errorf("%s zookeeper = %v", n.Name, got)
+		}
+	}
+}
+
+func TestAssignPortsSharedStable(t *testing.T) {
+	doc := strings.Replace(baseYAML, "postgres: 10300-10399", "egress: 10750-10750\n  openldap: 10200-10200", 1)
+	top := mustParse(t, doc)
+	first := must(AssignPorts(top, nil))
+	checkAssignment(t, top, first)
+	// A new node placed first in the file.
+	grown := mustParse(t, strings.Replace(doc, "    nodes:\n", "    nodes:\n      - {name: n0, address: 198.18.0.10, components: [cassandra, openldap, postgres]}\n", 1))
+	a := must(AssignPorts(grown, first))
+	checkAssignment(t, grown, a)
+	for _, n := range top.Nodes {
+		for key, ports := range first.Nodes[n.Name] {
+			if !slices.Equal(a.Ports(n.Name, key), ports) {
+				t.Errorf("%s %s moved from %v to %v", n.Name, key, ports, a.Ports(n.Name, key))
+			}
+		}
+	}
+	for key, want := range map[string][]int{Egress: {10750}, "openldap": {10200}, "cassandra": {10106, 10107}, "postgres": {10303, 10304, 10305}} {
+		if got := a.Ports("n0", key); !slices.Equal(got, want) {
+			t.Errorf("n0 %s = %v, want %v", key, got, want)
+		}
+	}
+	if !a.Equal(must(AssignPorts(grown, a))) {
+		t.Error("not stable")
+	}
+	if !a.Equal(must(AssignPorts(grown, first))) {
+		t.Error("not deterministic")
+	}
+}
+
+func TestSharedRangeErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		ranges []string
+		field  string
+		msg    string
+	}{
+		{"shared egress inside the router range", []string{"egress: 10600-10600"}, "ports.egress",
+			"egress range 10600-10600 overlaps the router range 10600-10699: a node running both would get the same port twice (egress range 10600-10600 is shared: every node uses all of it); give each its own ports, e.g. egress: 10700-10700"},
+		{"shared LDAP inside the cassandra range", []string{"openldap: 10150-10150"}, "ports.openldap",
+			"openldap range 10150-10150 overlaps the cassandra range 10100-10199: a node running both would get the same port twice (openldap range 10150-10150 is shared: every openldap node uses all of it); give each its own ports, e.g. openldap: 10200-10200"},
+		{"two shared ranges on one port", []string{"openldap: 10200-10200", "egress: 10200-10200"}, "ports.egress",
+			"(egress range 10200-10200 is shared: every node uses all of it; openldap range 10200-10200 is shared: every openldap node uses all of it); give each its own ports, e.g. egress: 10700-10700"},
+		{"shared egress on a Consul port", []string{"egress: 8500-8500"}, "ports.egress", "egress range 8500-8500 includes Consul's port 8500"},
+		{"egress between shared and enough", []string{"egress: 10700-10701"}, "ports.egress",
+			"egress range 10700-10701 has 2 ports but its nodes need 13 (1 per node): widen it, e.g. egress: 10700-10799, or give it exactly 1 port(s) (e.g. egress: 10700-10700) so that every node uses the same"},
+		{"zookeeper smaller than one node's share", []string{"zookeeper: 10001-10002"}, "ports.zookeeper",
+			"has 2 ports but its nodes need 9 (3 per node): widen it, e.g. zookeeper: 10001-10099, or give it exactly 3 port(s) (e.g. zookeeper: 10001-10003)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := withPorts(t, "../examples/edge-13.yaml", tt.ranges...)
+			// The problem is on the last range's line.
+			last := tt.ranges[len(tt.ranges)-1] + " # here"
+			expectProblem(t, doc, last, tt.field, tt.msg)
+		})
+	}
+}
+
+func TestAssignPortsRefusesSharedCollision(t *testing.T) {
+	top := mustParse(t, withPorts(t, "../examples/edge-13.yaml", "openldap: 10200-10200"))
+	// Bypass validation (which refuses it) to reach AssignPorts' own check.
+	top.Cluster.Ports[Egress] = PortRange{10200, 10200}
+	_, err := AssignPorts(top, nil)
+	if err == nil || !strings.Contains(err.Error(), "node n4 would get port 10200 for both openldap and egress: give ports.egress its own range") {
+		t.Errorf("err = %v", err)
+	}
+	top.Cluster.Ports[Egress] = PortRange{8500, 8500}
+	if _, err := AssignPorts(top, nil); err == nil || !strings.Contains(err.Error(), "node n1 would get port 8500 for both Consul and egress") {
+		t.Errorf("err = %v", err)
+	}
 }

@@ -16,6 +16,9 @@ import (
 // Validate applies the defaults to c (in place) and checks it, returning the
 // Topology or a *ValidationError listing every problem. Use it for a Cluster
 // built in code; Load and Parse call it for files.
+//
+// c.Mesh.Enabled is taken as given: a Cluster built in code has the mesh
+// off unless it sets Enabled (a file that says nothing has it on).
 func Validate(c *Cluster) (*Topology, error) {
 	if c == nil {
 		return nil, &ValidationError{Problems: []Problem{{Msg: "no cluster"}}}
@@ -50,6 +53,7 @@ func validate(c *Cluster, ps *problems) (*Topology, error) {
 	}
 	validateConsul(c, ps)
 	validateSSH(c, ps)
+	validateMesh(c, ps)
 
 	if len(c.Datacenters) == 0 {
 		ps.add("datacenters", "no datacenters: add at least one with its nodes")
@@ -87,7 +91,7 @@ func validate(c *Cluster, ps *problems) (*Topology, error) {
 				n.Line = ps.line(np)
 			}
 			t.Nodes = append(t.Nodes, n)
-			validateNode(n, np, ps, nameSeen, addrSeen)
+			validateNode(n, np, c.Mesh.Enabled, ps, nameSeen, addrSeen)
 			if n.IsServer() {
 				servers++
 			}
@@ -168,7 +172,100 @@ func validateSSH(c *Cluster, ps *problems) {
 	}
 }
 
-func validateNode(n *Node, np string, ps *problems, names map[string]string, addrs map[netip.Addr]string) {
+// userRE is a plausible Unix user name (useradd's rules, upper case allowed).
+var userRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,31}$`)
+
+// binaryRE is a path that goes into a systemd ExecStart= as is: no spaces,
+// quotes, '%' specifiers or '$' variables.
+var binaryRE = regexp.MustCompile(`^/[A-Za-z0-9._+@/-]*[A-Za-z0-9._+@-]$`)
+
+// meshOff is the fix every mesh-only refusal offers as its alternative.
+const meshOff = "set mesh: {enabled: false}"
+
+func validateMesh(c *Cluster, ps *problems) {
+	m := &c.Mesh
+	checkNodePath(ps, "mesh.unit_dir", m.UnitDir)
+	if !binaryRE.MatchString(m.ConsulBinary) {
+		ps.add("mesh.consul_binary", "consul_binary %q must be the absolute path of the consul binary on the nodes, of letters, digits and . _ - + @ / only (it goes into the proxy units' ExecStart=), e.g. %s", m.ConsulBinary, DefaultConsulBinary)
+	}
+	if !userRE.MatchString(m.ProxyUser) {
+		if _, set := ps.lines["mesh.proxy_user"]; set || len(ps.lines) == 0 {
+			ps.add("mesh.proxy_user", "proxy_user %q is not a valid user name: a letter or '_', then letters, digits, '.', '_' or '-', at most 32 characters (e.g. %s)", m.ProxyUser, DefaultProxyUser)
+		} else {
+			ps.add("consul.user", "the proxies run as consul.user %q by default, which is not a valid user name for them: fix it, or set mesh.proxy_user (e.g. %s)", m.ProxyUser, DefaultProxyUser)
+		}
+	}
+	seen := map[[2]Component]string{}
+	for i, rule := range m.Allow {
+		ap := fmt.Sprintf("mesh.allow[%d]", i)
+		if _, ok := ps.lines[ap]; !ok && rule.Line > 0 {
+			ps.lines[ap] = rule.Line
+		}
+		fromOK, toOK := true, true
+		switch {
+		case rule.From == "":
+			ps.add(ap+".from", "allow rule has no from: give the component that connects, e.g. {from: management-server, to: qpid}")
+			fromOK = false
+		case !validComponent(rule.From):
+			ps.add(ap+".from", "%s", unknownComponent(rule.From, Components))
+			fromOK = false
+		}
+		switch {
+		case rule.To == "":
+			ps.add(ap+".to", "allow rule has no to: give the component connected to, e.g. {from: management-server, to: qpid}")
+			toOK = false
+		case validComponent(rule.To) && !meshTarget(rule.To):
+			ps.add(ap+".to", "%s has no mesh listener to allow traffic to (its clients reach it outside the mesh): give one of %s", rule.To, strings.Join(meshTargets(), ", "))
+			toOK = false
+		case !meshTarget(rule.To):
+			var targets []Component
+			for _, t := range meshTargets() {
+				targets = append(targets, Component(t))
+			}
+			ps.add(ap+".to", "%s", unknownComponent(rule.To, targets))
+			toOK = false
+		}
+		if !fromOK || !toOK {
+			continue
+		}
+		key := [2]Component{rule.From, rule.To}
+		if prev, dup := seen[key]; dup {
+			ps.add(ap, "allow rule from %s to %s is already given at %s: remove one", rule.From, rule.To, prev)
+			continue
+		}
+		where := ap
+		if l := ps.line(ap); l > 0 {
+			where = fmt.Sprintf("line %d", l)
+		}
+		seen[key] = where
+	}
+}
+
+// meshTargets lists the components that have mesh listeners, in order.
+func meshTargets() []string {
+	var out []string
+	for _, c := range Components {
+		if meshTarget(c) {
+			out = append(out, string(c))
+		}
+	}
+	return out
+}
+
+// unknownComponent says that c is not one of valid, suggesting the closest.
+func unknownComponent(c Component, valid []Component) string {
+	names := make([]string, len(valid))
+	for i, v := range valid {
+		names[i] = string(v)
+	}
+	msg := fmt.Sprintf("unknown component %q", string(c))
+	if s := suggest(string(c), names); s != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	return fmt.Sprintf("%s; valid: %s", msg, strings.Join(names, ", "))
+}
+
+func validateNode(n *Node, np string, mesh bool, ps *problems, names map[string]string, addrs map[netip.Addr]string) {
 	if msg := checkLabel("node name", n.Name); msg != "" {
 		ps.add(np+".name", "%s", msg)
 	} else if prev, dup := names[n.Name]; dup {
@@ -183,6 +280,8 @@ func validateNode(n *Node, np string, ps *problems, names map[string]string, add
 	switch {
 	case n.Address == "":
 		ps.add(np+".address", "node %s has no address: give its IP (or a go-sockaddr template with ssh_host)", label)
+	case strings.HasPrefix(n.Address, "{{") && mesh:
+		ps.add(np+".address", "node %s: address is a go-sockaddr template, but the mesh needs the node's own IPv4 address (its proxies and firewall rules are written with it): set address to the node's IPv4 address, or %s", label, meshOff)
 	case strings.HasPrefix(n.Address, "{{"):
 		if err := checkTemplate(n.Address); err != nil {
 			ps.add(np+".address", "node %s: address template does not parse: %v", label, err)
@@ -195,6 +294,13 @@ func validateNode(n *Node, np string, ps *problems, names map[string]string, add
 		if err != nil {
 			ps.add(np+".address", "node %s: %v", label, err)
 			break
+		}
+		if raw, _ := netip.ParseAddr(n.Address); mesh && !raw.Is4() {
+			hint := "set address to the node's IPv4 address"
+			if ip.Is4() {
+				hint = fmt.Sprintf("write address as %s", ip)
+			}
+			ps.add(np+".address", "node %s: address %s is not an IPv4 address, which the mesh needs (its firewall and nat rules are IPv4): %s, or %s", label, n.Address, hint, meshOff)
 		}
 		if prev, dup := addrs[ip]; dup {
 			ps.add(np+".address", "node %s: address %s is already used by %s: each node needs its own address", label, n.Address, prev)
@@ -216,15 +322,7 @@ func validateNode(n *Node, np string, ps *problems, names map[string]string, add
 		cp := fmt.Sprintf("%s.components[%d]", np, k)
 		switch {
 		case !validComponent(comp):
-			valid := make([]string, len(Components))
-			for i, c := range Components {
-				valid[i] = string(c)
-			}
-			msg := fmt.Sprintf("unknown component %q", string(comp))
-			if s := suggest(string(comp), valid); s != "" {
-				msg += fmt.Sprintf(" (did you mean %q?)", s)
-			}
-			ps.add(cp, "%s; valid: %s", msg, strings.Join(valid, ", "))
+			ps.add(cp, "%s", unknownComponent(comp, Components))
 		case seen[comp]:
 			ps.add(cp, "node %s lists component %s twice: remove one", label, comp)
 		}
@@ -289,15 +387,19 @@ func validatePorts(c *Cluster, t *Topology, ps *problems) {
 				break
 			}
 		}
+		if shared(k, r) {
+			continue // every node uses the same ports
+		}
+		per := PortsPerNode(k)
 		need := 0
 		for _, n := range t.Nodes {
 			if k == Egress || n.Has(Component(k)) {
-				need += PortsPerNode(k)
+				need += per
 			}
 		}
 		if need > r.Size() {
-			ps.add(field, "%s range %s%s has %d ports but its nodes need %d (%d per node): widen it, e.g. %s: %d-%d",
-				k, r, where, r.Size(), need, PortsPerNode(k), k, r.Min, suggestMax(r.Min, need))
+			ps.add(field, "%s range %s%s has %d ports but its nodes need %d (%d per node): widen it, e.g. %s: %d-%d, or %s",
+				k, r, where, r.Size(), need, per, k, r.Min, suggestMax(r.Min, need), shareAdvice(k, r.Min))
 		}
 	}
 	for i, a := range keys {
@@ -313,9 +415,68 @@ func validatePorts(c *Cluster, t *Topology, ps *problems) {
 			if aSet && !bSet {
 				other, this, ra, rb = b, a, rb, ra
 			}
-			ps.add("ports."+this, "%s range %s overlaps the %s range %s: proxy ports must be unique across the cluster, give each component its own range", this, rb, other, ra)
+			if shared(this, rb) || shared(other, ra) {
+				ps.add("ports."+this, "%s range %s overlaps the %s range %s: a node running both would get the same port twice (%s); give each its own ports, %s",
+					this, rb, other, ra, sharedNote(this, rb, other, ra), freeRange(c, this, rb))
+				continue
+			}
+			ps.add("ports."+this, "%s range %s overlaps the %s range %s: proxy ranges must not overlap, give each component its own range", this, rb, other, ra)
 		}
 	}
+}
+
+// shareAdvice is the alternative to widening key's range: exactly one node's
+// share of ports, starting at minP, that every node then uses.
+func shareAdvice(key string, minP int) string {
+	per := PortsPerNode(key)
+	r := PortRange{Min: minP, Max: min(minP+per-1, 65535)}
+	return fmt.Sprintf("give it exactly %d port(s) (e.g. %s: %s) so that every node uses the same", per, key, r)
+}
+
+// sharedNote says which of two overlapping ranges is shared.
+func sharedNote(a string, ra PortRange, b string, rb PortRange) string {
+	var notes []string
+	for _, x := range []struct {
+		key string
+		r   PortRange
+	}{{a, ra}, {b, rb}} {
+		if !shared(x.key, x.r) {
+			continue
+		}
+		who := "every " + x.key + " node"
+		if x.key == Egress {
+			who = "every node"
+		}
+		notes = append(notes, fmt.Sprintf("%s range %s is shared: %s uses all of it", x.key, x.r, who))
+	}
+	return strings.Join(notes, "; ")
+}
+
+// freeRange proposes r.Size() ports for key that overlap no other range of c
+// and no Consul port: from the start of key's default range upwards, else
+// from r's start, else from 10000.
+func freeRange(c *Cluster, key string, r PortRange) string {
+	for _, from := range []int{defaultRanges[key].Min, max(r.Min, 1024), 10000} {
+		for start := from; start+r.Size()-1 <= 65535; {
+			try := PortRange{Min: start, Max: start + r.Size() - 1}
+			next := 0
+			for k, o := range c.Ports {
+				if k != key && o.Overlaps(try) {
+					next = max(next, o.Max+1)
+				}
+			}
+			for _, cp := range ConsulPorts {
+				if try.Contains(cp) {
+					next = max(next, cp+1)
+				}
+			}
+			if next == 0 {
+				return fmt.Sprintf("e.g. %s: %s", key, try)
+			}
+			start = next
+		}
+	}
+	return "move one of them"
 }
 
 // suggestMax rounds a range end up to the next ...99 that fits need ports.
