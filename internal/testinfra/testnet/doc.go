@@ -19,5 +19,8 @@
 // know about Consul or mtlsctl: services are arbitrary commands.
 //
 // Everything here needs root, iproute2 (ip), OpenSSH's sshd and util-linux's
-// unshare, nsenter and setsid; New skips the test when one is missing.
+// unshare, nsenter and setsid; New skips the test when one is missing. The
+// systemctl stand-in also runs unit files from each node's private unit dir
+// (setpriv for User=), and Node.Listen / Node.DialTimeout open sockets inside
+// a node from the test process. See README.md.
 package testnet

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/user"
@@ -50,6 +51,7 @@ type Node struct {
 	mountns *Proc      // holds the node's mount namespace open
 	sshd    *Proc
 	procs   []*Proc
+	closers []io.Closer // sockets opened by Listen and DialTimeout
 }
 
 // ExecError is returned by Exec when the command cannot run or fails.
@@ -163,7 +165,7 @@ Subsystem sftp internal-sftp
 	if err := os.WriteFile(nd.sshdConf(), []byte(conf), 0o644); err != nil {
 		return err
 	}
-	script := systemctlScript(nd.Name, nd.svcDir())
+	script := systemctlScript(nd.Name, nd.svcDir(), nd.net.cfg.unitDir)
 	if err := writeFileAtomic(filepath.Join(nd.Path(BinDir), "systemctl"), []byte(script), 0o755); err != nil {
 		return err
 	}
@@ -293,9 +295,11 @@ func (nd *Node) SetService(name string, def ServiceDef) error {
 	return nil
 }
 
-// ServicePID returns the PID of the running unit name of the systemctl
-// stand-in, read from its PID file.
+// ServicePID returns the PID of the running unit name (NAME or
+// NAME.service) of the systemctl stand-in, read from its PID file; UnitPID
+// also checks that the process is alive.
 func (nd *Node) ServicePID(name string) (int, error) {
+	name = strings.TrimSuffix(name, ".service")
 	data, err := os.ReadFile(filepath.Join(nd.svcDir(), name, "pid"))
 	if err != nil {
 		return 0, fmt.Errorf("testnet: node %s: service %s is not running: %w", nd.Name, name, err)
@@ -308,8 +312,10 @@ func (nd *Node) ServicePID(name string) (int, error) {
 }
 
 // ServiceLogFile returns the host path of the log (stdout and stderr) of the
-// stand-in's unit name.
+// stand-in's unit name (NAME or NAME.service; one of Options.Services or a
+// unit file).
 func (nd *Node) ServiceLogFile(name string) string {
+	name = strings.TrimSuffix(name, ".service")
 	return filepath.Join(nd.svcDir(), name, "log")
 }
 
@@ -400,11 +406,19 @@ func childPIDs(pid int) []int {
 	return kids
 }
 
-// shutdown ends everything running in the node: SIGTERM to every process in
-// its network namespace (services started over ssh included), a short grace
-// period, then SIGKILL; finally it reaps the tracked processes.
+// shutdown ends everything running in the node: it closes the sockets of
+// Listen and DialTimeout, sends SIGTERM to every process in its network
+// namespace (services started over ssh included), waits a short grace
+// period, then SIGKILLs; finally it reaps the tracked processes.
 func (nd *Node) shutdown() error {
 	const grace = 3 * time.Second
+	nd.mu.Lock()
+	closers := nd.closers
+	nd.closers = nil
+	nd.mu.Unlock()
+	for _, c := range closers {
+		_ = c.Close()
+	}
 	pids := pidsInNetns(nd.NS)
 	for _, pid := range pids {
 		_ = syscall.Kill(pid, syscall.SIGTERM)

@@ -37,6 +37,10 @@ const maxPrefixLen = 10
 // admin side is host number 1.
 const firstNodeHost = 11
 
+// DefaultUnitDir is the node path of the unit-file directory when
+// Options.UnitDir is empty.
+const DefaultUnitDir = "/etc/systemd/system"
+
 // ErrInvalidOptions is wrapped by every error about bad Options.
 var ErrInvalidOptions = errors.New("testnet: invalid options")
 
@@ -75,7 +79,14 @@ type Options struct {
 	// to each node.
 	SudoUser bool
 	// Services are the units the systemctl stand-in manages on every node.
+	// They win over a unit file of the same name.
 	Services map[string]ServiceDef
+	// UnitDir is the node path where the systemctl stand-in looks for unit
+	// files (<UnitDir>/<unit>.service) of units that are not Services. It
+	// is always private to each node, like PrivateDirs, so unit files
+	// written on one node stay there and never reach the host's real unit
+	// directory. Empty means DefaultUnitDir.
+	UnitDir string
 	// ReadyTimeout bounds the wait for each sshd to accept TCP connections.
 	// Zero means 10s.
 	ReadyTimeout time.Duration
@@ -91,6 +102,7 @@ type config struct {
 	privateDirs  []string
 	sudoUser     bool
 	services     map[string]ServiceDef
+	unitDir      string
 	readyTimeout time.Duration
 }
 
@@ -177,18 +189,27 @@ func (o Options) normalize(testName string) (*config, error) {
 	if dirs == nil {
 		dirs = DefaultPrivateDirs()
 	}
-	for _, d := range dirs {
+	unitDir := o.UnitDir
+	if unitDir == "" {
+		unitDir = DefaultUnitDir
+	}
+	for i, d := range append(slices.Clone(dirs), unitDir) {
+		field := "PrivateDirs entry"
+		if i == len(dirs) {
+			field = "UnitDir"
+		}
 		clean := path.Clean(d)
 		if !path.IsAbs(d) || clean == "/" || strings.ContainsAny(d, " \t\n'\"\\") {
-			return nil, invalid("PrivateDirs entry %q must be an absolute directory other than / without spaces or quotes", d)
+			return nil, invalid("%s %q must be an absolute directory other than / without spaces or quotes", field, d)
 		}
 		if clean == BinDir {
-			return nil, invalid("PrivateDirs entry %q is reserved for the systemctl stand-in", d)
+			return nil, invalid("%s %q is reserved for the systemctl stand-in", field, d)
 		}
 		if !slices.Contains(c.privateDirs, clean) {
 			c.privateDirs = append(c.privateDirs, clean)
 		}
 	}
+	c.unitDir = path.Clean(unitDir)
 	if c.sudoUser {
 		home := "/home/" + SudoUserName
 		if !slices.Contains(c.privateDirs, home) {

@@ -23,7 +23,7 @@ func TestOptionsNormalize(t *testing.T) {
 			name:      "defaults",
 			wantNames: []string{"n1", "n2", "n3"},
 			wantAddrs: []string{"198.18.0.11", "198.18.0.12", "198.18.0.13"},
-			wantDirs:  []string{"/etc/consul.d", "/opt/consul", "/root", BinDir, "/var/lib/mtlsctl"},
+			wantDirs:  []string{"/etc/consul.d", DefaultUnitDir, "/opt/consul", "/root", BinDir, "/var/lib/mtlsctl"},
 		},
 		{
 			name:      "names win over count",
@@ -39,8 +39,18 @@ func TestOptionsNormalize(t *testing.T) {
 		{
 			name:      "sudo user gets a private home",
 			opts:      Options{SudoUser: true, PrivateDirs: []string{"/etc/x/"}},
-			wantDirs:  []string{"/etc/x", "/home/mtlsuser", BinDir},
+			wantDirs:  []string{DefaultUnitDir, "/etc/x", "/home/mtlsuser", BinDir},
 			wantNames: []string{"n1", "n2", "n3"},
+		},
+		{
+			name:     "own unit dir",
+			opts:     Options{PrivateDirs: []string{"/etc/x"}, UnitDir: "/etc/x/units/"},
+			wantDirs: []string{"/etc/x", "/etc/x/units", BinDir},
+		},
+		{
+			name:     "unit dir already private",
+			opts:     Options{PrivateDirs: []string{"/etc/systemd/system"}},
+			wantDirs: []string{DefaultUnitDir, BinDir},
 		},
 		{name: "negative count", opts: Options{Nodes: -1}, wantErr: "Nodes is -1"},
 		{name: "duplicate name", opts: Options{Names: []string{"a", "b", "a"}}, wantErr: `"a" is used twice`},
@@ -55,6 +65,8 @@ func TestOptionsNormalize(t *testing.T) {
 		{name: "relative private dir", opts: Options{PrivateDirs: []string{"etc/x"}}, wantErr: "absolute"},
 		{name: "root private dir", opts: Options{PrivateDirs: []string{"/"}}, wantErr: "absolute directory other than /"},
 		{name: "reserved private dir", opts: Options{PrivateDirs: []string{BinDir}}, wantErr: "reserved"},
+		{name: "relative unit dir", opts: Options{UnitDir: "units"}, wantErr: "UnitDir"},
+		{name: "reserved unit dir", opts: Options{UnitDir: BinDir}, wantErr: "reserved"},
 		{name: "empty service", opts: Options{Services: map[string]ServiceDef{"x": {}}}, wantErr: "Command is empty"},
 		{name: "bad service name", opts: Options{Services: map[string]ServiceDef{"x.service": {Command: []string{"true"}}}}, wantErr: "without the .service suffix"},
 		{name: "bad service env", opts: Options{Services: map[string]ServiceDef{"x": {Command: []string{"true"}, Env: []string{"NOEQUALS"}}}}, wantErr: "KEY=VALUE"},
@@ -156,6 +168,7 @@ func TestNodePath(t *testing.T) {
 // TestSystemctlScript checks the stand-in and a service run script are
 // valid POSIX sh, and drives the stand-in outside any namespace.
 func TestSystemctlScript(t *testing.T) {
+	t.Parallel()
 	sh, err := exec.LookPath("sh")
 	if err != nil {
 		t.Skip("no sh")
@@ -166,7 +179,7 @@ func TestSystemctlScript(t *testing.T) {
 	dir := t.TempDir()
 	svc := filepath.Join(dir, "services")
 	script := filepath.Join(dir, "systemctl")
-	if err := os.WriteFile(script, []byte(systemctlScript("n1", svc)), 0o755); err != nil {
+	if err := os.WriteFile(script, []byte(systemctlScript("n1", svc, filepath.Join(dir, "units"))), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command(sh, "-n", script).CombinedOutput(); err != nil {
@@ -195,7 +208,7 @@ func TestSystemctlScript(t *testing.T) {
 		wantCode int
 		wantOut  string
 	}{
-		{"unknown unit", []string{"status", "nosuch"}, 5, "could not be found"},
+		{"unknown unit", []string{"status", "nosuch"}, 4, "could not be found"},
 		{"no verb", nil, 2, "usage"},
 		{"daemon-reload", []string{"daemon-reload"}, 0, ""},
 		{"inactive", []string{"is-active", "dummy.service"}, 3, "inactive"},

@@ -444,6 +444,17 @@ func TestCloseLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	pids = append(pids, svcPID)
+	// So is a unit-file unit running as another user.
+	unit := "[Service]\nUser=nobody\nExecStart=/bin/sleep 300\n"
+	if err := os.WriteFile(n.Nodes()[1].UnitFile("u"), []byte(unit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustSSH(t, n, n.Nodes()[1], "root", "systemctl start u.service")
+	unitPID, ok := n.Nodes()[1].UnitPID("u")
+	if !ok {
+		t.Fatal("unit u is not running")
+	}
+	pids = append(pids, unitPID)
 	p, err := n.Nodes()[1].Start(t.Context(), "sleeper", "sleep", "300")
 	if err != nil {
 		t.Fatal(err)
