@@ -39,7 +39,7 @@ func syntheticInput(b testing.TB, nodes int) Input {
 	for _, n := range top.Nodes {
 		m := map[string][]int{}
 		for _, c := range n.Components {
-			for range componentListeners[c] {
+			for range inventory.PortsPerNode(string(c)) {
 				m[string(c)] = append(m[string(c)], next)
 				next++
 			}
@@ -116,6 +116,20 @@ func BenchmarkWriteTree1000(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		if err := WriteTree(filepath.Join(root, strconv.Itoa(i)), bundles); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRenderMesh200 renders a 200-node cluster with the mesh on: every
+// egress proxy has an upstream (and a nat rule) per listener of every other
+// node, so the size grows with the square of the cluster.
+func BenchmarkRenderMesh200(b *testing.B) {
+	in := withMesh(syntheticInput(b, 200))
+	b.ReportAllocs()
+	for b.Loop() {
+		bundles, err := Render(in)
+		if err != nil || len(bundles) != 200 {
+			b.Fatalf("%d bundles, %v", len(bundles), err)
 		}
 	}
 }

@@ -1,8 +1,10 @@
 package consulcfg
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"path"
 	"strconv"
 	"strings"
 
@@ -20,6 +22,13 @@ type cluster struct {
 	joinWAN []string            // every DC's literal server addresses
 	servers map[string]int      // dc -> number of servers
 	fw      firewallShared
+
+	// The mesh, when on (Cluster.Mesh.Enabled).
+	meshOn bool
+	mesh   meshSettings
+	mt     *meshTopology
+	script File // firewall.sh, the same on every node
+	fwUnit File // FirewallUnit
 }
 
 func newCluster(in Input) (*cluster, error) {
@@ -70,8 +79,36 @@ func newCluster(in Input) (*cluster, error) {
 			return nil, fmt.Errorf("datacenter %s: %w: give at least one of its zookeeper nodes an IP address (a go-sockaddr template resolves only on its own node)", dc.Name, ErrNoJoinAddress)
 		}
 	}
-	c.fw = newFirewallShared(t)
+	if t.Cluster.Mesh.Enabled {
+		if err := c.initMesh(); err != nil {
+			return nil, err
+		}
+	}
+	c.fw = newFirewallShared(t, c.meshOn)
 	return c, nil
+}
+
+// initMesh checks what the mesh needs of the whole cluster and renders the
+// files every node shares.
+func (c *cluster) initMesh() error {
+	t := c.top
+	var errs []error
+	for _, n := range t.Nodes {
+		if _, err := meshAddress(n); err != nil {
+			errs = append(errs, &NodeError{Node: n.Name, Err: err})
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	m, err := newMeshSettings(t.Cluster, c.consul.User, path.Dir(c.paths.script))
+	if err != nil {
+		return err
+	}
+	c.meshOn, c.mesh, c.mt = true, m, newMeshTopology(t)
+	c.script = NewFile(c.paths.script, firewallScript(t.Cluster.Name, c.paths.firewall), 0o644, KindOther)
+	c.fwUnit = NewFile(c.unitPath(FirewallUnit), c.firewallUnit(), 0o644, KindUnit)
+	return nil
 }
 
 // version is a Consul version, enough of it to pick the config schema.

@@ -20,12 +20,13 @@ var goldenCases = []struct {
 }{
 	{"five-node-1.6.2", fiveNode},
 	{"two-dc-1.13.9", twoDC},
+	{"five-node-mesh-1.6.2", fiveNodeMesh},
 }
 
 // goldenFiles renders a case as the files of its golden directory: every
 // node's tree (as WriteTree writes it), a manifest with each file's mode,
-// owner, kind and hash (git does not keep modes), and the port report in its
-// three formats.
+// owner, kind and hash (git does not keep modes), the port report in its
+// three formats and, with the mesh on, each bundle's Mesh and the intentions.
 func goldenFiles(t *testing.T, in Input) map[string][]byte {
 	t.Helper()
 	bundles, err := Render(in)
@@ -46,6 +47,23 @@ func goldenFiles(t *testing.T, in Input) map[string][]byte {
 		}
 	}
 	files["_manifest.txt"] = man.Bytes()
+
+	meshes := map[string]*Mesh{}
+	for _, b := range bundles {
+		if b.Mesh != nil {
+			meshes[b.Node] = b.Mesh
+		}
+	}
+	if len(meshes) > 0 {
+		files["_mesh.json"] = mustJSON(t, meshes)
+	}
+	ints, err := Intentions(in.Topology, in.Ports)
+	if err != nil {
+		t.Fatalf("Intentions: %v", err)
+	}
+	if len(ints) > 0 {
+		files["_intentions.json"] = mustJSON(t, ints)
+	}
 
 	r := PortReport(in.Topology, in.Ports)
 	for name, write := range map[string]func(*bytes.Buffer) error{
@@ -140,4 +158,13 @@ func firstDiff(want, got []byte) string {
 		}
 	}
 	return "(same lines, different bytes)"
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := marshalJSON(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

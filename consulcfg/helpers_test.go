@@ -93,8 +93,8 @@ func assign(top *inventory.Topology) *inventory.Assignment {
 	}
 	for _, comp := range inventory.Components {
 		for _, n := range top.Nodes {
-			if n.Has(comp) && len(componentListeners[comp]) > 0 {
-				take(n, string(comp), len(componentListeners[comp]))
+			if per := inventory.PortsPerNode(string(comp)); n.Has(comp) && per > 0 {
+				take(n, string(comp), per)
 			}
 		}
 	}
@@ -169,4 +169,36 @@ func twoDC(t testing.TB) Input {
 	top.Cluster.Consul.Domain = "edge.internal"
 	top.Node("m4").SSHHost = "m4.example.internal"
 	return newInput(top)
+}
+
+// withMesh turns the mesh on, with the settings inventory's defaults give.
+func withMesh(in Input) Input {
+	in.Topology.Cluster.Mesh = inventory.Mesh{
+		Enabled:      true,
+		UnitDir:      "/etc/systemd/system",
+		ConsulBinary: "/usr/bin/consul",
+		ProxyUser:    "nobody",
+	}
+	return in
+}
+
+// fiveNodeMesh is fiveNode with the mesh on.
+func fiveNodeMesh(t testing.TB) Input { return withMesh(fiveNode(t)) }
+
+// twoDCMesh is a two-datacenter cluster with the mesh on (every address a
+// literal, as the mesh needs).
+func twoDCMesh(t testing.TB) Input {
+	top := newTopology(t, "1.6.2",
+		testDC{name: "dc-1", nodes: []testNode{
+			node("n1", "10.0.1.11", zk, cass, ms, ldap),
+			node("n2", "10.0.1.12", zk, cass, rt, mp),
+			node("n3", "10.0.1.13", zk, cass, pg, qpid),
+		}},
+		testDC{name: "dc-2", nodes: []testNode{
+			node("m1", "10.0.2.11", zk, cass, ms, ldap),
+			node("m2", "10.0.2.12", zk, cass, rt, mp),
+			node("m3", "10.0.2.13", zk, cass, pg, qpid),
+		}},
+	)
+	return withMesh(newInput(top))
 }

@@ -2,13 +2,17 @@ package consulcfg
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"path"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -55,7 +59,8 @@ type Input struct {
 	GossipTransition bool
 }
 
-// File names inside Consul.TLSDir, Consul.ConfigDir and Cluster.NodeStateDir.
+// File names inside Consul.TLSDir, Consul.ConfigDir and Cluster.NodeStateDir
+// (FirewallScriptName, in mesh.go, sits beside FirewallName).
 const (
 	CAFileName      = "ca.pem"
 	CertFileName    = "agent.pem"
@@ -120,19 +125,31 @@ func (c *cluster) renderNode(in Input, n *inventory.Node) (Bundle, error) {
 	if err := checkLeaf(leaf); err != nil {
 		return Bundle{}, nodeErr(err)
 	}
-	lis, err := nodeListeners(n, in.Ports)
+	lis, err := nodeListeners(n, in.Ports, c.meshOn)
 	if err != nil {
 		return Bundle{}, nodeErr(err)
+	}
+	var ups []upstream
+	if c.meshOn {
+		if ups, err = c.mt.upstreams(n); err != nil {
+			return Bundle{}, nodeErr(err)
+		}
 	}
 	agent, err := c.agentConfig(in, n)
 	if err != nil {
 		return Bundle{}, nodeErr(err)
 	}
-	services, err := servicesConfig(n, lis)
+	var services []byte
+	var regs [][]byte // with the mesh on: each listener's registration, for its proxy's digest
+	if c.meshOn {
+		services, regs, err = meshServicesConfig(n, lis, ups)
+	} else {
+		services, err = servicesConfig(n, lis)
+	}
 	if err != nil {
 		return Bundle{}, nodeErr(err)
 	}
-	ports, err := marshalJSON(nodeReport(n, lis))
+	ports, err := marshalJSON(nodeReport(n, lis, ups))
 	if err != nil {
 		return Bundle{}, nodeErr(err)
 	}
@@ -156,17 +173,57 @@ func (c *cluster) renderNode(in Input, n *inventory.Node) (Bundle, error) {
 			owned(NewFile(p.key, bytes.Clone(leaf.KeyPEM), secretMode, KindKey)),
 			owned(NewFile(p.agent, agent, secretMode, KindConfig)),
 			owned(NewFile(p.services, services, 0o644, KindService)),
-			c.firewallFile(n, lis),
+			c.firewallFile(n, lis, ups),
 			NewFile(p.ports, ports, 0o644, KindOther),
 		},
+	}
+	if c.meshOn {
+		c.addMesh(&b, n, lis, ups, regs)
 	}
 	b.Seal()
 	return b, nil
 }
 
+// addMesh adds the node's units and firewall script to b and fills in
+// b.Mesh.
+func (c *cluster) addMesh(b *Bundle, n *inventory.Node, lis []proxyListener, ups []upstream, regs [][]byte) {
+	m := &Mesh{UnitDir: c.mesh.unitDir, FirewallScript: c.paths.script, Proxies: make([]Proxy, 0, len(lis))}
+	for i, l := range lis {
+		unit := c.proxyUnit(l)
+		p := Proxy{
+			Unit: ProxyUnitName(l.ID), Service: l.ID, Class: l.Class, Ingress: l.Component != inventory.Egress,
+			Digest: digest(unit, regs[i]),
+		}
+		if p.Ingress {
+			p.Listen = net.JoinHostPort(n.Address, strconv.Itoa(l.Port))
+			p.Target = net.JoinHostPort(loopback, strconv.Itoa(l.Target))
+		} else {
+			p.Listen = net.JoinHostPort(loopback, strconv.Itoa(l.Port))
+			p.Upstreams = len(ups)
+		}
+		m.Proxies = append(m.Proxies, p)
+		b.Files = append(b.Files, NewFile(c.unitPath(p.Unit), unit, 0o644, KindUnit))
+	}
+	rules := b.File(c.paths.firewall)
+	m.FirewallDigest = digest(rules.Content, c.script.Content)
+	b.Files = append(b.Files, c.script, c.fwUnit)
+	b.Mesh = m
+}
+
+// digest is the first 16 hex digits of a SHA-256 over the parts, each
+// followed by a NUL.
+func digest(parts ...[]byte) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write(p)
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
 // nodePaths are the absolute paths of the files on every node.
 type nodePaths struct {
-	ca, cert, key, agent, services, firewall, ports string
+	ca, cert, key, agent, services, firewall, script, ports string
 }
 
 // newPaths fills in the defaults of the on-node directories (the validated
@@ -206,6 +263,7 @@ func newPaths(cl *inventory.Cluster) (nodePaths, inventory.Consul, error) {
 		agent:    path.Join(c.ConfigDir, AgentConfigName),
 		services: path.Join(c.ConfigDir, ServicesName),
 		firewall: path.Join(state, FirewallName),
+		script:   path.Join(state, FirewallScriptName),
 		ports:    path.Join(state, PortsFileName),
 	}, c, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -436,22 +437,45 @@ func TestServices(t *testing.T) {
 	}
 }
 
-// TestListenerTable keeps the table in line with Apigee's ports per node.
+// TestListenerTable keeps both listener tables in line with Apigee's ports
+// per node: the disabled mesh's uses every assigned port, the mesh's never
+// more than are assigned (Postgres keeps its third port reserved).
 func TestListenerTable(t *testing.T) {
 	want := map[inventory.Component]int{
 		inventory.ZooKeeper: 3, inventory.Cassandra: 2, inventory.OpenLDAP: 1, inventory.Postgres: 3,
 		inventory.Qpid: 2, inventory.MessageProcessor: 2, inventory.Router: 2,
 	}
+	meshWant := map[inventory.Component]string{
+		inventory.ZooKeeper: "2181 2888 3888", inventory.Cassandra: "9042 9160", inventory.OpenLDAP: "10389",
+		inventory.Postgres: "5432 8084", inventory.Qpid: "5672 8083",
+		inventory.MessageProcessor: "8082 4528", inventory.Router: "8081 4527",
+	}
 	for _, c := range inventory.Components {
-		if got := len(componentListeners[c]); got != want[c] {
-			t.Errorf("%s: %d listeners, want %d", c, got, want[c])
+		if got := len(legacyListeners[c]); got != want[c] || got != inventory.PortsPerNode(string(c)) {
+			t.Errorf("%s: %d legacy listeners, want %d", c, got, want[c])
 		}
 		seen := map[string]bool{}
-		for _, l := range componentListeners[c] {
+		for _, l := range legacyListeners[c] {
 			if seen[l.Service] || l.Target <= 0 || l.Purpose == "" {
 				t.Errorf("%s: bad listener %+v", c, l)
 			}
 			seen[l.Service] = true
+		}
+		var targets []string
+		for _, l := range meshListeners[c] {
+			targets = append(targets, strconv.Itoa(l.Target))
+			if l.Purpose == "" {
+				t.Errorf("%s %d: no purpose", c, l.Target)
+			}
+		}
+		if got := strings.Join(targets, " "); got != meshWant[c] {
+			t.Errorf("%s: mesh listeners %q, want %q", c, got, meshWant[c])
+		}
+		if len(meshListeners[c]) > inventory.PortsPerNode(string(c)) {
+			t.Errorf("%s: %d mesh listeners but %d ports per node", c, len(meshListeners[c]), inventory.PortsPerNode(string(c)))
+		}
+		if (len(meshListeners[c]) > 0) != (shortNames[c] != "") {
+			t.Errorf("%s: short name %q", c, shortNames[c])
 		}
 	}
 }

@@ -12,7 +12,8 @@ import (
 // Listener is one port a node listens on for mtlsctl's mesh.
 type Listener struct {
 	// Daemon is what listens: "consul" (the agent), a component name (its
-	// sidecar proxy) or "apigee-mtls" (the egress proxy).
+	// ingress proxy), "egress" (the egress proxy: its public listener and
+	// one listener per upstream) or, with the mesh disabled, "apigee-mtls".
 	Daemon string `json:"daemon"`
 	// Service is the Consul service the listener belongs to ("" for the agent).
 	Service   string `json:"service,omitempty"`
@@ -20,7 +21,8 @@ type Listener struct {
 	IPAddress string `json:"ip_address"`
 	Port      int    `json:"port"`
 	Protocol  string `json:"protocol"` // "tcp" or "tcp/udp"
-	// TargetPort is the component's own port a sidecar forwards to (0 when none).
+	// TargetPort is the component port an ingress proxy forwards to, or the
+	// remote component port an egress upstream carries (0 when none).
 	TargetPort int `json:"target_port,omitempty"`
 }
 
@@ -46,9 +48,18 @@ func PortReport(t *inventory.Topology, a *inventory.Assignment) Report {
 	if t.Cluster != nil {
 		r.Cluster = t.Cluster.Name
 	}
+	mesh := t.Cluster != nil && t.Cluster.Mesh.Enabled
+	var mt *meshTopology
+	if mesh {
+		mt = newMeshTopology(t)
+	}
 	for _, n := range t.Nodes {
-		lis, _ := nodeListeners(n, a) // what is assigned; Render reports what is missing
-		r.Nodes = append(r.Nodes, nodeReport(n, lis))
+		lis, _ := nodeListeners(n, a, mesh) // what is assigned; Render reports what is missing
+		var ups []upstream
+		if mesh && len(lis) > 0 {
+			ups, _ = mt.upstreams(n)
+		}
+		r.Nodes = append(r.Nodes, nodeReport(n, lis, ups))
 	}
 	return r
 }
@@ -65,7 +76,10 @@ func reportHost(n *inventory.Node) string {
 	return n.Name
 }
 
-func nodeReport(n *inventory.Node, lis []proxyListener) NodeReport {
+// nodeReport lists the node's listeners: the agent's, then each proxy
+// listener (with the mesh on, the egress proxy's public listener is
+// followed by its upstreams).
+func nodeReport(n *inventory.Node, lis []proxyListener, ups []upstream) NodeReport {
 	host := reportHost(n)
 	const lo = "127.0.0.1"
 	remote := lo // servers also serve DNS, gRPC and HTTPS on their address
@@ -90,11 +104,21 @@ func nodeReport(n *inventory.Node, lis []proxyListener) NodeReport {
 		agent(portDNS, "tcp/udp", "consul DNS", remote),
 	)
 	for _, l := range lis {
-		daemon := l.Component
-		if l.Component == inventory.Egress {
-			daemon = EgressService
+		switch {
+		case l.Component != inventory.Egress:
+			ls = append(ls, Listener{Daemon: l.Component, Service: l.Service, Purpose: l.Purpose, IPAddress: host, Port: l.Port, Protocol: "tcp", TargetPort: l.Target})
+		case l.Class == "": // the disabled mesh's Connect-native apigee-mtls service
+			ls = append(ls, Listener{Daemon: EgressService, Service: l.Service, Purpose: l.Purpose, IPAddress: host, Port: l.Port, Protocol: "tcp"})
+		default:
+			ls = append(ls, Listener{Daemon: inventory.Egress, Service: l.Service, Purpose: l.Purpose, IPAddress: lo, Port: l.Port, Protocol: "tcp"})
+			for _, u := range ups {
+				ls = append(ls, Listener{
+					Daemon: inventory.Egress, Service: l.Service,
+					Purpose:   "upstream to " + u.Service + " (nat OUTPUT sends " + u.Dest.String() + ":" + strconv.Itoa(u.Target) + " here)",
+					IPAddress: u.Bind.String(), Port: l.Port, Protocol: "tcp", TargetPort: u.Target,
+				})
+			}
 		}
-		ls = append(ls, Listener{Daemon: daemon, Service: l.Service, Purpose: l.Purpose, IPAddress: host, Port: l.Port, Protocol: "tcp", TargetPort: l.Target})
 	}
 	return NodeReport{Node: n.Name, Datacenter: n.Datacenter, Address: host, Server: n.IsServer(), Listeners: ls}
 }
@@ -125,11 +149,12 @@ func (r Report) WriteJSON(w io.Writer) error {
 // apigeeHost, apigeeDaemon and apigeeListener are the shape of Apigee's
 // `apigee-mtls report`.
 type apigeeHost struct {
-	DatacenterMember string         `json:"datacenter_member"`
-	Daemons          []apigeeDaemon `json:"daemons"`
+	DatacenterMember string                   `json:"datacenter_member"`
+	Daemons          map[string]*apigeeDaemon `json:"daemons"`
 }
 
 type apigeeDaemon struct {
+	Ingress   bool             `json:"ingress"`
 	Name      string           `json:"name"`
 	Listeners []apigeeListener `json:"listeners"`
 }
@@ -140,25 +165,48 @@ type apigeeListener struct {
 	Port      int    `json:"port"`
 }
 
+// apigeeDaemonType is the key Apigee's report gives a daemon:
+// "consul-server" or "consul-agent", "<component>-ingress" or "egress".
+func apigeeDaemonType(n NodeReport, l Listener) (key string, ingress bool) {
+	switch l.Daemon {
+	case "consul":
+		if n.Server {
+			return "consul-server", false
+		}
+		return "consul-agent", false
+	case inventory.Egress, EgressService:
+		return inventory.Egress, false
+	}
+	return l.Daemon + "-ingress", true
+}
+
 // WriteApigee writes the report in the shape of Apigee's `apigee-mtls
 // report`: an object keyed by host IP (for a node whose address is a
 // go-sockaddr template, its SSH host or name), each with datacenter_member
-// and the daemons with their listeners. Keys come out sorted.
+// and daemons, an object keyed by daemon type ("consul-server" or
+// "consul-agent", "zookeeper-ingress", ..., "egress"). Each daemon says
+// whether it is an ingress proxy, its name (the Consul service of its first
+// listener, e.g. zk-2181-10-0-0-1; for the agent its type) and its
+// listeners. Keys come out sorted.
 func (r Report) WriteApigee(w io.Writer) error {
 	out := make(map[string]*apigeeHost, len(r.Nodes))
 	for _, n := range r.Nodes {
 		h := out[n.Address]
 		if h == nil {
-			h = &apigeeHost{DatacenterMember: n.Datacenter, Daemons: []apigeeDaemon{}}
+			h = &apigeeHost{DatacenterMember: n.Datacenter, Daemons: map[string]*apigeeDaemon{}}
 			out[n.Address] = h
 		}
 		for _, l := range n.Listeners {
-			al := apigeeListener{Purpose: l.Purpose, IPAddress: l.IPAddress, Port: l.Port}
-			if i := len(h.Daemons) - 1; i >= 0 && h.Daemons[i].Name == l.Daemon {
-				h.Daemons[i].Listeners = append(h.Daemons[i].Listeners, al)
-				continue
+			key, ingress := apigeeDaemonType(n, l)
+			d := h.Daemons[key]
+			if d == nil {
+				d = &apigeeDaemon{Ingress: ingress, Name: l.Service}
+				if l.Daemon == "consul" {
+					d.Name = key
+				}
+				h.Daemons[key] = d
 			}
-			h.Daemons = append(h.Daemons, apigeeDaemon{Name: l.Daemon, Listeners: []apigeeListener{al}})
+			d.Listeners = append(d.Listeners, apigeeListener{Purpose: l.Purpose, IPAddress: l.IPAddress, Port: l.Port})
 		}
 	}
 	b, err := marshalJSON(out)

@@ -3,6 +3,8 @@ package consulcfg
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -67,34 +69,59 @@ func TestPortReport(t *testing.T) {
 	if err := r.WriteApigee(&ap); err != nil {
 		t.Fatal(err)
 	}
-	var apigee map[string]struct {
-		DC      string `json:"datacenter_member"`
-		Daemons []struct {
-			Name      string `json:"name"`
-			Listeners []struct {
-				Purpose string `json:"purpose"`
-				IP      string `json:"ip_address"`
-				Port    int    `json:"port"`
-			} `json:"listeners"`
-		} `json:"daemons"`
-	}
-	if err := json.Unmarshal(ap.Bytes(), &apigee); err != nil {
-		t.Fatal(err)
-	}
+	apigee := decodeApigee(t, ap.Bytes())
 	h, ok := apigee["10.0.2.13"]
 	if !ok || h.DC != "dc-2" {
 		t.Fatalf("apigee report lacks host 10.0.2.13 in dc-2: %s", ap.String())
 	}
-	var names []string
-	for _, d := range h.Daemons {
-		names = append(names, d.Name)
-	}
-	if got := strings.Join(names, ","); got != "consul,zookeeper,cassandra,postgres,qpid,apigee-mtls" {
+	if got := strings.Join(slices.Sorted(maps.Keys(h.Daemons)), ","); got != "cassandra-ingress,consul-server,egress,postgres-ingress,qpid-ingress,zookeeper-ingress" {
 		t.Errorf("m3 daemons %s", got)
 	}
-	if h.Daemons[0].Listeners[0].Port != 8300 || h.Daemons[0].Listeners[0].Purpose == "" {
-		t.Errorf("consul listener %+v", h.Daemons[0].Listeners[0])
+	cs := h.Daemons["consul-server"]
+	if cs.Ingress == nil || *cs.Ingress || cs.Name != "consul-server" || len(cs.Listeners) != 7 || cs.Listeners[0].Port != 8300 || cs.Listeners[0].Purpose == "" {
+		t.Errorf("consul-server daemon %+v", cs)
 	}
+	if zk := h.Daemons["zookeeper-ingress"]; zk.Ingress == nil || !*zk.Ingress || len(zk.Listeners) != 3 || zk.Name != "zookeeper" {
+		t.Errorf("zookeeper-ingress daemon %+v", zk)
+	}
+	if eg := h.Daemons["egress"]; eg.Ingress == nil || *eg.Ingress || eg.Name != EgressService {
+		t.Errorf("egress daemon %+v", eg)
+	}
+	if _, ok := apigee["10.0.1.14"].Daemons["consul-agent"]; !ok {
+		t.Errorf("client n4 has no consul-agent daemon")
+	}
+}
+
+// apigeeReport is the shape of Apigee's `apigee-mtls report`.
+type apigeeReport map[string]struct {
+	DC      string `json:"datacenter_member"`
+	Daemons map[string]struct {
+		Ingress   *bool  `json:"ingress"`
+		Name      string `json:"name"`
+		Listeners []struct {
+			Purpose string `json:"purpose"`
+			IP      string `json:"ip_address"`
+			Port    int    `json:"port"`
+		} `json:"listeners"`
+	} `json:"daemons"`
+}
+
+func decodeApigee(t *testing.T, b []byte) apigeeReport {
+	t.Helper()
+	var r apigeeReport
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		t.Fatalf("apigee report: %v\n%s", err, b)
+	}
+	for ip, h := range r {
+		for k, d := range h.Daemons {
+			if d.Ingress == nil || d.Name == "" || len(d.Listeners) == 0 {
+				t.Errorf("%s: daemon %s lacks ingress, name or listeners", ip, k)
+			}
+		}
+	}
+	return r
 }
 
 func countListeners(r Report) int {

@@ -1,22 +1,27 @@
 package consulcfg
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
-// listenerSpec is one proxy listener a component needs: the i-th assigned
-// port of the component is the public (mTLS) listener of a Consul sidecar
-// that forwards to the component's own port Target on 127.0.0.1.
+// listenerSpec is one proxy listener a component needs when the mesh is
+// disabled: the i-th assigned port of the component is the port of a
+// registered (never run) sidecar that would forward to the component's own
+// port Target on 127.0.0.1. The mesh uses meshListeners instead (mesh.go).
 type listenerSpec struct {
 	Service string // Consul service name, shared by every node that runs it
 	Target  int    // the Apigee component's own port
 	Purpose string
 }
 
-// componentListeners maps each component to its listeners, in port order:
+// legacyListeners maps each component to its listeners when the mesh is
+// disabled (`mesh: {enabled: false}`), in port order:
 // a component's first assigned port serves the first entry, and so on. The
 // counts match Apigee's table of ports per node (ZooKeeper 3, Cassandra 2,
 // OpenLDAP 1, Postgres 3, Qpid 2, Message Processor 2, Router 2); the target
@@ -41,7 +46,7 @@ type listenerSpec struct {
 //
 // Management Server and UI take no proxy ports. Cassandra's inter-node port
 // 7000 is not proxied (Apigee mTLS does not encrypt it either).
-var componentListeners = map[inventory.Component][]listenerSpec{
+var legacyListeners = map[inventory.Component][]listenerSpec{
 	inventory.ZooKeeper: {
 		{"zookeeper", 2181, "ZooKeeper client connections (2181)"},
 		{"zookeeper-quorum", 2888, "ZooKeeper quorum: followers to leader (2888)"},
@@ -73,8 +78,9 @@ var componentListeners = map[inventory.Component][]listenerSpec{
 	},
 }
 
-// EgressService is the Consul service name of the apigee-mtls egress proxy
-// that every node runs.
+// EgressService is the Consul service name of the Connect-native
+// apigee-mtls service that every node registers when the mesh is disabled.
+// With the mesh on, each node's egress service is "egress-<dashed address>".
 const EgressService = "apigee-mtls"
 
 const egressPurpose = "egress proxy: local components' outbound traffic, sent on over mTLS"
@@ -84,7 +90,8 @@ type proxyListener struct {
 	Component string // component name, or inventory.Egress
 	Service   string
 	ID        string // Consul service id, unique cluster-wide
-	Target    int    // 0 for the egress listener
+	Class     string // mesh only: "<short>-<component port>" or "egress"
+	Target    int    // the component's own port; 0 for the egress listener
 	Port      int
 	Purpose   string
 }
@@ -93,11 +100,30 @@ type proxyListener struct {
 // (inventory.Components order, then egress), and an error wrapping ErrNoPorts
 // when a component the node runs, or the egress proxy, lacks its ports (the
 // listeners that are assigned come back too: the port report shows them).
-func nodeListeners(n *inventory.Node, a *inventory.Assignment) ([]proxyListener, error) {
+// With the mesh on the listeners follow meshListeners and are named after
+// the node's address, which must then be an IPv4 literal.
+func nodeListeners(n *inventory.Node, a *inventory.Assignment, mesh bool) ([]proxyListener, error) {
 	var out []proxyListener
 	var errs []error
+	taken := map[int]string{}
+	for _, p := range []int{portServerRPC, portSerfLAN, portSerfWAN, portHTTP, portGRPC, portHTTPS, portDNS} {
+		taken[p] = "the consul agent"
+	}
+	var dashed string
+	if mesh {
+		addr, err := meshAddress(n)
+		if err != nil {
+			return nil, err
+		}
+		dashed = dashedAddress(addr)
+	}
 	for _, comp := range inventory.Components {
-		specs := componentListeners[comp]
+		var specs []listenerSpec
+		if mesh {
+			specs = meshListenerSpecs(comp, dashed)
+		} else {
+			specs = legacyListeners[comp]
+		}
 		if len(specs) == 0 || !n.Has(comp) {
 			continue
 		}
@@ -106,26 +132,37 @@ func nodeListeners(n *inventory.Node, a *inventory.Assignment) ([]proxyListener,
 			errs = append(errs, fmt.Errorf("%w: component %s has %d ports, needs %d (re-run the port assignment)", ErrNoPorts, comp, len(ports), len(specs)))
 		}
 		for i, s := range specs {
-			if i >= len(ports) {
-				break
+			if mesh {
+				// A component listens on its own ports (often on every
+				// address): a proxy port equal to one would never bind, and
+				// the nat rules would capture the proxies' own connections.
+				taken[s.Target] = "the component port of " + s.Service
 			}
-			out = append(out, proxyListener{
+			if i >= len(ports) {
+				continue
+			}
+			l := proxyListener{
 				Component: string(comp), Service: s.Service, ID: s.Service + "-" + n.Name,
 				Target: s.Target, Port: ports[i], Purpose: s.Purpose,
-			})
+			}
+			if mesh {
+				l.ID, l.Class = s.Service, meshClass(comp, s.Target)
+			}
+			out = append(out, l)
 		}
 	}
 	if eg := a.Ports(n.Name, inventory.Egress); len(eg) > 0 {
-		out = append(out, proxyListener{
+		l := proxyListener{
 			Component: inventory.Egress, Service: EgressService, ID: EgressService + "-" + n.Name,
 			Port: eg[0], Purpose: egressPurpose,
-		})
+		}
+		if mesh {
+			name := egressServiceName(dashed)
+			l.Service, l.ID, l.Class, l.Purpose = name, name, inventory.Egress, meshEgressPurpose
+		}
+		out = append(out, l)
 	} else {
 		errs = append(errs, fmt.Errorf("%w: no egress port (re-run the port assignment)", ErrNoPorts))
-	}
-	taken := map[int]string{}
-	for _, p := range []int{portServerRPC, portSerfLAN, portSerfWAN, portHTTP, portGRPC, portHTTPS, portDNS} {
-		taken[p] = "the consul agent"
 	}
 	for _, l := range out {
 		switch {
@@ -158,22 +195,45 @@ type serviceConnect struct {
 	SidecarService *sidecarDef `json:"sidecar_service,omitempty"`
 }
 
+// sidecarDef is a nested sidecar registration. Address and Checks are set
+// only with the mesh on (the disabled mesh's file stays as it was).
 type sidecarDef struct {
-	Port  int      `json:"port"`
-	Proxy proxyDef `json:"proxy"`
+	// Address is where the built-in proxy binds its public listener: it
+	// takes the registered sidecar address (connect/proxy/config.go,
+	// AgentConfigWatcher), 0.0.0.0 when there is none.
+	Address string         `json:"address,omitempty"`
+	Port    int            `json:"port"`
+	Proxy   proxyDef       `json:"proxy"`
+	Checks  []sidecarCheck `json:"checks,omitempty"`
 }
 
 type proxyDef struct {
-	LocalServiceAddress string `json:"local_service_address"`
-	LocalServicePort    int    `json:"local_service_port"`
+	LocalServiceAddress string        `json:"local_service_address"`
+	LocalServicePort    int           `json:"local_service_port"`
+	Upstreams           []upstreamDef `json:"upstreams,omitempty"`
 }
 
-// servicesConfig renders one service per listener: a component listener is
-// the component's own port with a sidecar whose public listener is the
-// assigned port; the egress listener is the apigee-mtls service itself,
-// marked Connect-native because it originates mTLS on its own. Upstreams are
-// left out: the egress proxy, not per-service upstreams, carries outbound
-// traffic.
+type upstreamDef struct {
+	DestinationName  string `json:"destination_name"`
+	Datacenter       string `json:"datacenter,omitempty"`
+	LocalBindAddress string `json:"local_bind_address"`
+	LocalBindPort    int    `json:"local_bind_port"`
+}
+
+// sidecarCheck replaces the sidecar's default check, which dials
+// 127.0.0.1:<port> and so stays critical for a listener bound to the node
+// address (and then upstreams find no healthy instance).
+type sidecarCheck struct {
+	Name     string `json:"name"`
+	TCP      string `json:"tcp"`
+	Interval string `json:"interval"`
+}
+
+// servicesConfig renders the disabled mesh's services: one per listener: a
+// component listener is the component's own port with a sidecar whose
+// public listener is the assigned port; the egress listener is the
+// apigee-mtls service itself, marked Connect-native. Nothing runs the
+// sidecars and there are no upstreams.
 func servicesConfig(n *inventory.Node, lis []proxyListener) ([]byte, error) {
 	f := servicesFile{Services: make([]serviceDef, 0, len(lis))}
 	for _, l := range lis {
@@ -196,4 +256,58 @@ func servicesConfig(n *inventory.Node, lis []proxyListener) ([]byte, error) {
 		f.Services = append(f.Services, d)
 	}
 	return marshalJSON(f)
+}
+
+// meshService is the registration of one mesh listener: an ingress service
+// whose sidecar listens on the node address at the proxy port and delivers
+// to 127.0.0.1 at the component port, or the node's egress service whose
+// sidecar carries the upstreams. Its public listener is 127.0.0.1:E, so
+// only local, and no intention ever allows anything to an egress service;
+// its local service port is 1 (there is no local service behind it).
+func meshService(n *inventory.Node, l proxyListener, ups []upstream) serviceDef {
+	d := serviceDef{
+		ID:   l.ID,
+		Name: l.Service,
+		Tags: []string{"mtlsctl", l.Component},
+		Meta: map[string]string{"component": l.Component, "node": n.Name},
+	}
+	sc := &sidecarDef{Port: l.Port}
+	if l.Component == inventory.Egress {
+		d.Port = l.Port
+		sc.Address = loopback
+		sc.Proxy = proxyDef{LocalServiceAddress: loopback, LocalServicePort: 1, Upstreams: make([]upstreamDef, len(ups))}
+		for i, u := range ups {
+			sc.Proxy.Upstreams[i] = upstreamDef{
+				DestinationName: u.Service, Datacenter: u.Datacenter,
+				LocalBindAddress: u.Bind.String(), LocalBindPort: l.Port,
+			}
+		}
+	} else {
+		d.Port = l.Target
+		sc.Address = n.Address
+		sc.Proxy = proxyDef{LocalServiceAddress: loopback, LocalServicePort: l.Target}
+	}
+	listen := net.JoinHostPort(sc.Address, strconv.Itoa(l.Port))
+	sc.Checks = []sidecarCheck{{Name: "Connect sidecar listening on " + listen, TCP: listen, Interval: "10s"}}
+	d.Connect.SidecarService = sc
+	return d
+}
+
+// meshServicesConfig renders the node's mesh services (lis: ingress
+// listeners, then egress) and returns each one's registration as compact
+// JSON too, in the same order: a proxy's digest covers its registration, so
+// that one proxy's change does not restart the others.
+func meshServicesConfig(n *inventory.Node, lis []proxyListener, ups []upstream) ([]byte, [][]byte, error) {
+	f := servicesFile{Services: make([]serviceDef, len(lis))}
+	regs := make([][]byte, len(lis))
+	for i, l := range lis {
+		f.Services[i] = meshService(n, l, ups)
+		reg, err := json.Marshal(f.Services[i])
+		if err != nil {
+			return nil, nil, err
+		}
+		regs[i] = reg
+	}
+	b, err := marshalJSON(f)
+	return b, regs, err
 }

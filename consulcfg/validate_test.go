@@ -31,6 +31,9 @@ func TestConsulValidate(t *testing.T) {
 		{"two-dc-1.13.9", "1.13.9", twoDC},
 		{"template-server-1.6.2", "1.6.2", withTemplateServer(fiveNode)},
 		{"template-server-1.13.9", "1.13.9", withTemplateServer(twoDC)},
+		{"five-node-mesh-1.6.2", "1.6.2", fiveNodeMesh},
+		{"two-dc-mesh-1.6.2", "1.6.2", twoDCMesh},
+		{"two-dc-mesh-1.13.9", "1.13.9", withVersion(twoDCMesh, "1.13.9")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bin := consultest.Binary(t, tc.version)
@@ -71,6 +74,15 @@ func TestConsulValidate(t *testing.T) {
 			}
 			wg.Wait()
 		})
+	}
+}
+
+// withVersion renders f's cluster for another Consul version.
+func withVersion(f func(testing.TB) Input, version string) func(testing.TB) Input {
+	return func(t testing.TB) Input {
+		in := f(t)
+		in.Topology.Cluster.Consul.Version = version
+		return in
 	}
 }
 
