@@ -208,7 +208,9 @@ func firewallScript(cluster, rulesPath string) []byte {
 # Both can be run again and again; the operator's own rules are never touched.
 # mtlsctl-firewall.service runs "load" at boot.
 
-rules=` + shellQuote(rulesPath) + `
+# MTLSCTL_ROOT prefixes node paths in mtlsctl's test sandbox; it is unset
+# on a real node.
+rules="${MTLSCTL_ROOT-}"` + shellQuote(rulesPath) + `
 
 fail() {
 	echo "mtlsctl firewall: $*" >&2

@@ -9,7 +9,9 @@
 # Both can be run again and again; the operator's own rules are never touched.
 # mtlsctl-firewall.service runs "load" at boot.
 
-rules='/var/lib/mtlsctl/firewall.rules'
+# MTLSCTL_ROOT prefixes node paths in mtlsctl's test sandbox; it is unset
+# on a real node.
+rules="${MTLSCTL_ROOT-}"'/var/lib/mtlsctl/firewall.rules'
 
 fail() {
 	echo "mtlsctl firewall: $*" >&2
