@@ -67,7 +67,7 @@ func TestMeshServicesAndNames(t *testing.T) {
 		sc.Proxy.LocalServiceAddress != "127.0.0.1" || sc.Proxy.LocalServicePort != 2888 || len(sc.Proxy.Upstreams) != 0 {
 		t.Fatalf("zk-2888 on n2: %+v %+v", zk, sc)
 	}
-	if len(sc.Checks) != 1 || sc.Checks[0].TCP != "10.0.0.12:10005" || sc.Checks[0].Interval != "10s" || sc.Checks[0].Name == "" {
+	if len(sc.Checks) != 1 || sc.Checks[0].TCP != "10.0.0.12:10005" || sc.Checks[0].Interval != "3s" || sc.Checks[0].Name == "" {
 		t.Errorf("zk-2888 check %+v", sc.Checks)
 	}
 	if zk.Connect.Native {

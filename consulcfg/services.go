@@ -288,7 +288,9 @@ func meshService(n *inventory.Node, l proxyListener, ups []upstream) serviceDef 
 		sc.Proxy = proxyDef{LocalServiceAddress: loopback, LocalServicePort: l.Target}
 	}
 	listen := net.JoinHostPort(sc.Address, strconv.Itoa(l.Port))
-	sc.Checks = []sidecarCheck{{Name: "Connect sidecar listening on " + listen, TCP: listen, Interval: "10s"}}
+	// A short interval: apply waits for this check before it returns, and
+	// an upstream finds no instance while it is critical.
+	sc.Checks = []sidecarCheck{{Name: "Connect sidecar listening on " + listen, TCP: listen, Interval: "3s"}}
 	d.Connect.SidecarService = sc
 	return d
 }

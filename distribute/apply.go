@@ -572,13 +572,8 @@ func (s *Session) finishAll(ctx context.Context, j *journal, res *ApplyResult) e
 			}
 		}
 		if jn.Mesh != nil && !jn.MeshDone {
-			if err := s.runMesh(ctx, c, n, jn, j.RunID); err != nil {
-				s.report(n.Name, "mesh", "", err)
-				return nodeErr(n.Name, "mesh", err)
-			}
-			if err := j.update(func() { jn.MeshDone = true }); err != nil {
-				return err
-			}
+			// The mesh step follows once every agent is back (below).
+			return nil
 		}
 		outcome(n.Name, OutcomeDone)
 		s.report(n.Name, "done", "", nil)
@@ -595,6 +590,9 @@ func (s *Session) finishAll(ctx context.Context, j *journal, res *ApplyResult) e
 			return jn.Server && jn.ContentChanged && jn.Restart && jn.PreviousGeneration != ""
 		},
 	}, one)
+	if len(errs) == 0 {
+		errs = s.finishMesh(ctx, j, outcome)
+	}
 	if len(errs) == 0 {
 		return nil
 	}
@@ -628,7 +626,59 @@ func (s *Session) finishAll(ctx context.Context, j *journal, res *ApplyResult) e
 	if uncommitted {
 		return fmt.Errorf("every node staged and verified, but some are not committed yet; rerun apply to finish (journal %s): %w", j.path, errors.Join(all...))
 	}
-	return fmt.Errorf("files are committed but reload failed on some nodes; rerun apply to retry (journal %s): %w", j.path, errors.Join(all...))
+	return fmt.Errorf("files are committed but the reload or the mesh step failed on some nodes; rerun apply to retry (journal %s): %w", j.path, errors.Join(all...))
+}
+
+// meshWait bounds the wait for a leader before the proxies start.
+const meshWait = 2 * time.Minute
+
+// finishMesh runs the mesh step of every node that has one pending, once
+// every node is committed and reloaded and the cluster has its leaders: a
+// proxy started before its agent can reach a leader gets no certificate
+// and backs off for a long time. Nodes run concurrently; restarts of one
+// proxy class still go one node at a time.
+func (s *Session) finishMesh(ctx context.Context, j *journal, outcome func(node, o string)) map[string]error {
+	var nodes []*inventory.Node
+	for _, jn := range j.Nodes {
+		if jn.Mesh != nil && !jn.MeshDone {
+			nodes = append(nodes, s.topo.Node(jn.Node))
+		}
+	}
+	if len(nodes) == 0 {
+		return nil
+	}
+	if !s.o.NoAgents && !j.node(nodes[0].Name).Mesh.Purge {
+		wctx, cancel := context.WithTimeout(ctx, meshWait)
+		_, err := s.Live().WaitHealthy(wctx, consulapi.Want{})
+		cancel()
+		if err == nil && s.beforeMesh != nil {
+			err = s.beforeMesh(ctx)
+		}
+		if err != nil {
+			errs := map[string]error{}
+			for _, n := range nodes {
+				errs[n.Name] = nodeErr(n.Name, "mesh", fmt.Errorf("%w: the proxies start once the cluster is healthy and the intentions are written: %v", ErrAborted, err))
+			}
+			return errs
+		}
+	}
+	return s.forEach(ctx, nodes, 0, func(ctx context.Context, n *inventory.Node) error {
+		jn := j.node(n.Name)
+		c, err := s.conn(ctx, n)
+		if err != nil {
+			return nodeErr(n.Name, "connect", err)
+		}
+		if err := s.runMesh(ctx, c, n, jn, j.RunID); err != nil {
+			s.report(n.Name, "mesh", "", err)
+			return nodeErr(n.Name, "mesh", err)
+		}
+		if err := j.update(func() { jn.MeshDone = true }); err != nil {
+			return err
+		}
+		outcome(n.Name, OutcomeDone)
+		s.report(n.Name, "done", "", nil)
+		return nil
+	})
 }
 
 // fallback is the command that starts a stopped agent when its reload

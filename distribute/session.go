@@ -25,7 +25,15 @@ type Session struct {
 	// purge makes apply remove the node state directory at the end
 	// (uninstall).
 	purge bool
+	// beforeMesh runs once the cluster is healthy, before any proxy
+	// starts (SetBeforeMesh).
+	beforeMesh func(context.Context) error
 }
+
+// SetBeforeMesh sets what apply does once every node is committed and the
+// cluster is healthy, before any proxy starts or restarts: the caller
+// writes the intentions there, so no proxy ever serves without them.
+func (s *Session) SetBeforeMesh(fn func(context.Context) error) { s.beforeMesh = fn }
 
 // Open prepares a session for the nodes of t. It connects lazily: no node
 // is contacted until an operation needs it.

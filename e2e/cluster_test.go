@@ -141,6 +141,12 @@ func lcStart(t *testing.T, spec lcSpec) *lcCluster {
 				if b, err := os.ReadFile(nd.ServiceLogFile("consul")); err == nil {
 					t.Logf("%s consul log (tail):\n%s", nd.Name, lcTail(string(b), 25))
 				}
+				logs, _ := filepath.Glob(filepath.Join(filepath.Dir(filepath.Dir(nd.ServiceLogFile("consul"))), "mtlsctl-proxy-*", "log"))
+				for _, l := range logs {
+					if b, err := os.ReadFile(l); err == nil {
+						t.Logf("%s %s log (tail):\n%s", nd.Name, filepath.Base(filepath.Dir(l)), lcTail(string(b), 12))
+					}
+				}
 			}
 		}
 	})

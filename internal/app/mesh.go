@@ -78,6 +78,30 @@ func (r *remote) syncIntentions(ctx context.Context, c Common) error {
 	return nil
 }
 
+// waitProxies waits until every proxy of the selected nodes is healthy in
+// the catalog (loaded its certificate, listening), so that the mesh works
+// when apply returns.
+func (r *remote) waitProxies(ctx context.Context, c Common) error {
+	var want []consulapi.ProxyWant
+	for _, b := range r.bundles {
+		if b.Mesh == nil {
+			continue
+		}
+		for _, p := range b.Mesh.Proxies {
+			want = append(want, consulapi.ProxyWant{Node: b.Node, Datacenter: b.Datacenter, Service: p.Service})
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	start := time.Now()
+	if err := r.live().WaitProxies(ctx, want); err != nil {
+		return err
+	}
+	c.printf("mesh: %d proxies healthy (%s)\n", len(want), time.Since(start).Round(100*time.Millisecond))
+	return nil
+}
+
 // VerifyOptions are the options of `verify`.
 type VerifyOptions struct {
 	// Hold is how long a connection that gets no answer must stay open to

@@ -395,6 +395,7 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 	} else if recovered != "" {
 		return fmt.Errorf("%w: an interrupted apply was finished first, so the nodes moved since the plan %s; plan again", distribute.ErrMoved, a.PlanFile)
 	}
+	r.sess.SetBeforeMesh(func(ctx context.Context) error { return r.syncIntentions(ctx, c) })
 	stop := c.startProgress(r, d)
 	res, err := r.sess.Apply(ctx, plan)
 	stop()
@@ -426,6 +427,11 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 		// agents answer, also when no node changed (a drifted intention).
 		if err := r.syncIntentions(ctx, c); err != nil {
 			return err
+		}
+		if res.Changed {
+			if err := r.waitProxies(ctx, c); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
