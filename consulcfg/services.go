@@ -227,6 +227,13 @@ type sidecarCheck struct {
 	Name     string `json:"name"`
 	TCP      string `json:"tcp"`
 	Interval string `json:"interval"`
+	// Status is the check's state until its first run. Passing, because
+	// every `consul reload` (each rotation reloads) registers the services
+	// again, and a check that started critical would take every upstream
+	// to the service down until it ran: seconds of refused connections
+	// per reload. A proxy that is really down fails its check within one
+	// interval.
+	Status string `json:"status"`
 }
 
 // servicesConfig renders the disabled mesh's services: one per listener: a
@@ -290,7 +297,7 @@ func meshService(n *inventory.Node, l proxyListener, ups []upstream) serviceDef 
 	listen := net.JoinHostPort(sc.Address, strconv.Itoa(l.Port))
 	// A short interval: apply waits for this check before it returns, and
 	// an upstream finds no instance while it is critical.
-	sc.Checks = []sidecarCheck{{Name: "Connect sidecar listening on " + listen, TCP: listen, Interval: "3s"}}
+	sc.Checks = []sidecarCheck{{Name: "Connect sidecar listening on " + listen, TCP: listen, Interval: "3s", Status: "passing"}}
 	d.Connect.SidecarService = sc
 	return d
 }

@@ -95,3 +95,43 @@ func (s *Session) Probe(ctx context.Context, node, addr string, hold, timeout ti
 		return ProbeResult{Outcome: ProbeClosed, Detail: rr.err.Error(), Took: took}
 	}
 }
+
+// WaitListening waits until every address in addrs accepts a TCP
+// connection made from the node (a Connect proxy opens its public listener
+// only once it holds its certificate, so this is when it can serve), or
+// until ctx ends; it then names the addresses still closed.
+func (s *Session) WaitListening(ctx context.Context, node string, addrs []string) error {
+	n := s.topo.Node(node)
+	if n == nil {
+		return fmt.Errorf("no such node %s", node)
+	}
+	c, err := s.conn(ctx, n)
+	if err != nil {
+		return err
+	}
+	pending := append([]string(nil), addrs...)
+	var last error
+	for {
+		var still []string
+		for _, a := range pending {
+			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			conn, err := c.Dial(dctx, a)
+			cancel()
+			if err != nil {
+				last = err
+				still = append(still, a)
+				continue
+			}
+			conn.Close()
+		}
+		if len(still) == 0 {
+			return nil
+		}
+		pending = still
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("on %s, nothing listens on %s yet (%v)", node, strings.Join(pending, ", "), last)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}

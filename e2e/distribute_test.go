@@ -93,6 +93,8 @@ func (e *dsEnv) writeCluster(c dsCluster) {
 	}
 	var b strings.Builder
 	b.WriteString("cluster: ds\nconsul:\n  version: \"1.6.2\"\n  reload_command: systemctl reload-or-restart consul\n")
+	// These tests are about moving files; the mesh has its own (mesh_test.go).
+	b.WriteString("mesh:\n  enabled: false\n")
 	if c.ConsulUser != "" {
 		fmt.Fprintf(&b, "  user: %s\n  group: %s\n", c.ConsulUser, c.ConsulUser)
 	}

@@ -82,25 +82,52 @@ func (r *remote) syncIntentions(ctx context.Context, c Common) error {
 // the catalog (loaded its certificate, listening), so that the mesh works
 // when apply returns.
 func (r *remote) waitProxies(ctx context.Context, c Common) error {
+	ctx, cancel := context.WithTimeout(ctx, proxyWait)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
 	var want []consulapi.ProxyWant
+	total := 0
 	for _, b := range r.bundles {
 		if b.Mesh == nil {
 			continue
 		}
+		var addrs []string
 		for _, p := range b.Mesh.Proxies {
+			addrs = append(addrs, p.Listen)
 			want = append(want, consulapi.ProxyWant{Node: b.Node, Datacenter: b.Datacenter, Service: p.Service})
 		}
+		total += len(addrs)
+		wg.Go(func() {
+			if err := r.sess.WaitListening(ctx, b.Node, addrs); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
 	}
-	if len(want) == 0 {
-		return nil
+	wg.Wait()
+	if len(errs) == 0 {
+		// Listening is not enough: an upstream finds a proxy through the
+		// catalog, which the agents update a moment later.
+		if err := r.live().WaitProxies(ctx, want); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	start := time.Now()
-	if err := r.live().WaitProxies(ctx, want); err != nil {
-		return err
+	if len(errs) > 0 {
+		return fmt.Errorf("the mesh is not up after %s: %w; check the proxy units (systemctl status mtlsctl-proxy-*) and their logs there",
+			proxyWait, errors.Join(errs...))
 	}
-	c.printf("mesh: %d proxies healthy (%s)\n", len(want), time.Since(start).Round(100*time.Millisecond))
+	if total > 0 {
+		c.printf("mesh: %d proxies listening (%s)\n", total, time.Since(start).Round(100*time.Millisecond))
+	}
 	return nil
 }
+
+// proxyWait bounds how long apply waits for the proxies to listen.
+const proxyWait = 2 * time.Minute
 
 // VerifyOptions are the options of `verify`.
 type VerifyOptions struct {
