@@ -93,14 +93,14 @@ func (e *dsEnv) writeCluster(c dsCluster) {
 	}
 	var b strings.Builder
 	b.WriteString("cluster: ds\nconsul:\n  version: \"1.6.2\"\n  reload_command: systemctl reload-or-restart consul\n")
-	// These tests are about moving files; the mesh has its own (mesh_test.go).
-	b.WriteString("mesh:\n  enabled: false\n")
 	if c.ConsulUser != "" {
 		fmt.Fprintf(&b, "  user: %s\n  group: %s\n", c.ConsulUser, c.ConsulUser)
 	}
 	if c.LogLevel != "" {
 		fmt.Fprintf(&b, "  log_level: %s\n", c.LogLevel)
 	}
+	// These tests are about moving files; the mesh has its own (mesh_test.go).
+	b.WriteString("mesh:\n  enabled: false\n")
 	fmt.Fprintf(&b, "ssh:\n  user: %s\n  identity_file: %s\n  known_hosts: %s\n", c.User, c.IdentityFile, c.KnownHosts)
 	if c.Sudo {
 		b.WriteString("  sudo: true\n")
