@@ -103,15 +103,21 @@ func Demo(ctx context.Context, c Common, o DemoOptions) error {
 	if err := Plan(ctx, sub, d, PlanOptions{DetailedExit: true}); err != nil {
 		return err
 	}
-	reloads := 0
+	reloads, proxies, firewalls := 0, 0, 0
 	for _, s := range sb.servers {
 		for _, call := range s.Calls() {
-			if strings.HasPrefix(call, "systemctl reload") || strings.HasPrefix(call, "systemctl restart") {
+			switch {
+			case strings.HasPrefix(call, "systemctl reload consul") || strings.HasPrefix(call, "systemctl restart consul"):
 				reloads++
+			case strings.HasPrefix(call, "systemctl start mtlsctl-proxy-"):
+				proxies++
+			case strings.HasPrefix(call, "iptables-restore"):
+				firewalls++
 			}
 		}
 	}
-	c.printf("\ndone: %d nodes bootstrapped, %d agent reload/restart calls recorded by the sandbox.\n", len(t.Nodes), reloads)
+	c.printf("\ndone: %d nodes bootstrapped; the sandbox recorded %d agent reload/restart calls, %d proxy unit starts and %d firewall loads (it runs no agent, proxy or iptables: its stand-ins only record the calls).\n",
+		len(t.Nodes), reloads, proxies, firewalls)
 	if o.Dir != "" {
 		c.printf("the sandbox is kept in %s: try `mtlsctl -i %s --state %s status`\n", dir, clusterFile, sub.State)
 		c.printf("(the SSH servers stop when the demo ends; node files stay under %s)\n", filepath.Join(dir, "nodes"))

@@ -38,17 +38,26 @@ func (r *remote) planIntentions(ctx context.Context) (*consulapi.IntentionPlan, 
 	if err != nil || want == nil {
 		return nil, nil, err
 	}
+	if r.skipLive {
+		return nil, want, errSkipLive
+	}
 	p, err := r.live().PlanIntentions(ctx, want, r.t.Cluster.Name)
 	return p, want, err
 }
+
+// errSkipLive is why intentions were not read with --skip-live.
+var errSkipLive = errors.New("not read: --skip-live")
 
 // writeIntentionPlan prints the intention part of a plan.
 func writeIntentionPlan(w io.Writer, p *consulapi.IntentionPlan, want []consulcfg.Intention, err error) {
 	switch {
 	case want == nil:
 		return
+	case errors.Is(err, errSkipLive):
+		fmt.Fprintf(w, "\nintentions: %d wanted; not compared with the cluster's (--skip-live)\n", len(want))
+		return
 	case err != nil:
-		fmt.Fprintf(w, "\nintentions: %d wanted; the cluster's could not be read (%v): apply writes them once Consul answers\n", len(want), err)
+		fmt.Fprintf(w, "\nintentions: %d wanted; the cluster's could not be read (%s): apply writes them once Consul answers\n", len(want), summarizeErr(err))
 		return
 	case p.Changes() == 0 && len(p.Conflicts) == 0:
 		fmt.Fprintf(w, "\nintentions: up to date (%d)\n", len(want))

@@ -145,6 +145,8 @@ type remote struct {
 	st      *ca.State
 	sess    *distribute.Session
 	rep     *switchReporter // the session's progress: live during a phase, plain lines otherwise
+	// skipLive: the Consul agents are not asked (--skip-live, the demo).
+	skipLive bool
 }
 
 // openRemote loads the cluster file and the state, renders the bundles of
@@ -180,7 +182,7 @@ func openRemoteForce(c Common, d DistOptions, force bool) (*remote, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &remote{t: t, bundles: bundles, st: st, sess: sess, rep: rep}, nil
+	return &remote{t: t, bundles: bundles, st: st, sess: sess, rep: rep, skipLive: d.SkipLive}, nil
 }
 
 func (r *remote) close() { r.sess.Close() }
