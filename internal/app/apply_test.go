@@ -19,6 +19,13 @@ import (
 // settings to run commands against it, with the state generated.
 func sandboxCluster(t *testing.T) (Common, DistOptions) {
 	t.Helper()
+	c, d, _ := sandboxClusterWith(t)
+	return c, d
+}
+
+// sandboxClusterWith is sandboxCluster that also returns the sandbox.
+func sandboxClusterWith(t *testing.T) (Common, DistOptions, *sandbox) {
+	t.Helper()
 	dir := t.TempDir()
 	t.Setenv("HOME", dir)
 	data, err := examples.FS.ReadFile("edge-5.yaml")
@@ -46,7 +53,7 @@ func sandboxCluster(t *testing.T) (Common, DistOptions) {
 	if err := Generate(c, GenerateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	return c, DistOptions{HomeDir: filepath.Join(dir, "home"), SkipLive: true}
+	return c, DistOptions{HomeDir: filepath.Join(dir, "home"), SkipLive: true}, sb
 }
 
 func pending(t *testing.T, c Common, d DistOptions) bool {

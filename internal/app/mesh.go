@@ -420,9 +420,14 @@ func Uninstall(ctx context.Context, c Common, d DistOptions, o UninstallOptions)
 		out = c.stderr()
 	}
 	writePlan(out, plan)
-	whole := len(d.Nodes) == 0 && r.t.Cluster.Mesh.Enabled
-	if whole {
+	whole := len(d.Nodes) == 0 && r.t.Cluster.Mesh.Enabled && !d.SkipLive
+	switch {
+	case whole:
 		fmt.Fprintf(out, "\nintentions: every intention mtlsctl made for cluster %s is deleted\n", r.t.Cluster.Name)
+	case r.t.Cluster.Mesh.Enabled && d.SkipLive:
+		fmt.Fprintf(out, "\nintentions: left alone (--skip-live)\n")
+	case r.t.Cluster.Mesh.Enabled:
+		fmt.Fprintf(out, "\nintentions: left alone (--nodes: they are the whole cluster's)\n")
 	}
 	if plan.Err() != nil {
 		return fmt.Errorf("%w: fix the unreachable node(s) first, or limit the uninstall with --nodes", ErrReported)
@@ -438,7 +443,7 @@ func Uninstall(ctx context.Context, c Common, d DistOptions, o UninstallOptions)
 		ir, err := r.live().DeleteIntentions(ctx, r.t.Cluster.Name)
 		switch {
 		case err != nil:
-			c.printf("intentions: could not delete them all (%v); the rest stay in Consul until the servers are gone\n", err)
+			c.printf("intentions: could not delete them all (%s); the rest stay in Consul until the servers are gone\n", summarizeErr(err))
 		default:
 			c.printf("intentions: %s\n", ir.Summary())
 		}

@@ -270,6 +270,27 @@ func (s *Server) cleanupDir() {
 	}
 }
 
+// iptablesJumps makes the iptables stand-in remember jump rules (-I/-A,
+// -D, -C with -j), so that a script that checks for a jump or deletes it
+// until it is gone behaves as on a node. Everything else succeeds.
+const iptablesJumps = `t=filter; op=; chain=; target=
+while [ $# -gt 0 ]; do
+  case "$1" in
+  -t) t=$2; shift ;;
+  -I|-A|-D|-C) op=$1; chain=$2; shift ;;
+  -j) target=$2; shift ;;
+  esac
+  shift
+done
+[ -n "$op" ] && [ -n "$target" ] || exit 0
+f="$SANDBOX_CALLS.jumps"; touch "$f"; key="$t $chain $target"
+case $op in
+-I|-A) grep -qxF "$key" "$f" || printf '%s\n' "$key" >>"$f" ;;
+-D) grep -qxF "$key" "$f" || exit 1; grep -vxF "$key" "$f" >"$f.tmp"; mv "$f.tmp" "$f" ;;
+-C) grep -qxF "$key" "$f" ;;
+esac
+`
+
 // writeShims creates the root and the stand-ins for commands a node has but
 // this machine may not: sudo (runs its arguments), systemctl, consul and
 // iptables (record the call and succeed; systemctl says every unit is
@@ -286,7 +307,7 @@ func (s *Server) writeShims() error {
 		// A recorded unit is always running: the sandbox runs no proxy.
 		"systemctl":        record + "case \"$1\" in is-active) echo active;; esac\n",
 		"consul":           record,
-		"iptables":         record,
+		"iptables":         record + iptablesJumps,
 		"iptables-save":    record,
 		"iptables-restore": record + "cat >/dev/null\n",
 	}

@@ -26,8 +26,11 @@ jump() {
 
 # unjump TABLE CHAIN TARGET: no rule of CHAIN jumps to TARGET any more.
 unjump() {
+	n=0
 	while iptables -w -t "$1" -C "$2" -j "$3" 2>/dev/null; do
 		iptables -w -t "$1" -D "$2" -j "$3" || fail "cannot delete the jump from $2 to $3 (table $1)"
+		n=$((n + 1))
+		[ "$n" -lt 100 ] || fail "the jump from $2 to $3 (table $1) is still there after 100 deletions"
 	done
 }
 
