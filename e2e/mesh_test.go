@@ -234,6 +234,61 @@ func TestMesh162(t *testing.T) {
 		}
 	})
 
+	t.Run("a changed registration restarts only its proxies", func(t *testing.T) {
+		// Moving the Cassandra range changes the Cassandra sidecars'
+		// registrations (their ports) and nothing else's: the egress
+		// upstreams name services, not ports.
+		pids := map[string]int{}
+		for _, n := range lc.net.Nodes() {
+			units, _ := filepath.Glob(n.UnitFile("mtlsctl-proxy-*.service"))
+			for _, u := range units {
+				pid, _ := n.UnitPID(filepath.Base(u))
+				pids[n.Name+"/"+filepath.Base(u)] = pid
+			}
+		}
+		inv, err := os.ReadFile(lc.common.Inventory)
+		if err != nil {
+			t.Fatal(err)
+		}
+		edited := strings.Replace(string(inv), "mesh:\n", "ports:\n  cassandra: 10150-10199\nmesh:\n", 1)
+		if err := os.WriteFile(lc.common.Inventory, []byte(edited), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := app.Generate(lc.common, app.GenerateOptions{}); err != nil {
+			t.Fatalf("generate: %v", err)
+		}
+		plan := &lcBuffer{}
+		c := lc.common
+		c.Stdout = plan
+		if err := app.Plan(ctx, c, lc.dist, app.PlanOptions{}); err != nil {
+			t.Fatalf("plan: %v", err)
+		}
+		if !strings.Contains(plan.String(), "restart  mtlsctl-proxy-cassandra-9042-") || strings.Contains(plan.String(), "restart  mtlsctl-proxy-zk-") {
+			t.Errorf("plan does not restart exactly the Cassandra proxies:\n%s", plan)
+		}
+		if err := app.Apply(ctx, lc.common, lc.dist, app.ApplyOptions{Yes: true}); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+		for key, old := range pids {
+			node, unit, _ := strings.Cut(key, "/")
+			now, _ := lc.net.Node(node).UnitPID(unit)
+			cassandra := strings.HasPrefix(unit, "mtlsctl-proxy-cassandra-")
+			switch {
+			case cassandra && now == old:
+				t.Errorf("%s: %s kept pid %d; its registration changed, it must restart", node, unit, old)
+			case !cassandra && now != old:
+				t.Errorf("%s: %s restarted (pid %d -> %d) although nothing of it changed", node, unit, old, now)
+			}
+		}
+		if err := app.Verify(ctx, lc.common, lc.dist, app.VerifyOptions{Hold: 500 * time.Millisecond}); err != nil {
+			t.Errorf("verify after the port change: %v", err)
+		}
+		peer, err := meshCall(lc, "n4", addr("n3", 9042))
+		if err != nil || peerHost(peer) != "127.0.0.1" {
+			t.Errorf("postgres n4 -> cassandra n3:9042 after the move: %q %v", peer, err)
+		}
+	})
+
 	t.Run("intentions are exactly mtlsctl's", func(t *testing.T) {
 		cl := lc.dial(transport.Options{})
 		client, err := cl.API(ctx, "n1")
@@ -257,6 +312,48 @@ func TestMesh162(t *testing.T) {
 			t.Error("no default deny (* -> * deny)")
 		}
 		t.Logf("%d intentions", len(ixns))
+
+		// Drift: one of mtlsctl's allows deleted by hand, and an operator's
+		// own intention added. plan shows the first, apply restores it,
+		// and the operator's stays (also through uninstall, below).
+		var victim *api.Intention
+		for _, i := range ixns {
+			if i.Action == api.IntentionActionAllow {
+				victim = i
+				break
+			}
+		}
+		if _, err := client.Connect().IntentionDelete(victim.ID, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := client.Connect().IntentionCreate(&api.Intention{SourceName: "operator-tool", DestinationName: "operator-db",
+			Action: api.IntentionActionAllow, Description: "not mtlsctl's"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		plan := &lcBuffer{}
+		c := lc.common
+		c.Stdout = plan
+		if err := app.Plan(ctx, c, lc.dist, app.PlanOptions{}); err != nil {
+			t.Fatalf("plan: %v", err)
+		}
+		if want := "+ allow " + victim.SourceName + " -> " + victim.DestinationName; !strings.Contains(plan.String(), want) {
+			t.Errorf("plan does not show %q:\n%s", want, plan)
+		}
+		if err := app.Apply(ctx, lc.common, lc.dist, app.ApplyOptions{Yes: true}); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+		after, _, err := client.Connect().Intentions(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back, foreign bool
+		for _, i := range after {
+			back = back || (i.SourceName == victim.SourceName && i.DestinationName == victim.DestinationName && i.Action == victim.Action)
+			foreign = foreign || i.SourceName == "operator-tool"
+		}
+		if !back || !foreign || len(after) != len(ixns)+1 {
+			t.Errorf("after apply: restored %v, operator's kept %v, %d intentions (want %d)", back, foreign, len(after), len(ixns)+1)
+		}
 	})
 
 	t.Run("uninstall leaves nothing behind", func(t *testing.T) {
@@ -295,8 +392,8 @@ func TestMesh162(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(ixns) != 0 {
-			t.Errorf("%d intentions remain after uninstall", len(ixns))
+		if len(ixns) != 1 || ixns[0].SourceName != "operator-tool" {
+			t.Errorf("after uninstall: %d intentions, want only the operator's own", len(ixns))
 		}
 	})
 }
