@@ -163,6 +163,7 @@ type meshStep struct {
 	DaemonReload bool              `json:"daemon_reload,omitempty"`
 	Load         string            `json:"load,omitempty"` // firewall script to run with "load"
 	Units        []string          `json:"units,omitempty"`
+	Enable       []string          `json:"enable,omitempty"` // enabled only (the firewall unit: it runs at boot)
 	Restart      []string          `json:"restart,omitempty"`
 	Classes      map[string]string `json:"classes,omitempty"` // unit -> proxy class
 	Sidecars     []string          `json:"sidecars,omitempty"`
@@ -189,11 +190,16 @@ func newMeshStep(np *NodePlan, purge bool) *meshStep {
 		st.Restart = m.Restart
 		if m.Firewall == FirewallUnload {
 			st.Unload = m.UnloadScript
+			// Its boot-time unit goes with the rules.
+			st.Gone = append(st.Gone, consulcfg.FirewallUnit)
 		}
 	}
 	if nm := np.bundle.Mesh; nm != nil {
 		if m != nil && m.Firewall == FirewallLoad {
 			st.Load = nm.FirewallScript
+			// Enabled, not started: apply loads the rules itself; the unit
+			// loads them again at boot.
+			st.Enable = []string{consulcfg.FirewallUnit}
 		}
 		if m != nil && (len(m.Start) > 0 || len(m.Restart) > 0) {
 			// Enable and start every unit: cheap, and a unit found
@@ -223,6 +229,7 @@ func meshScript(st *meshStep, stateDir, runID string, keep bool) string {
 	v.set("DAEMON_RELOAD", bit(st.DaemonReload))
 	v.set("LOAD", st.Load)
 	v.set("UNITS", lines(st.Units))
+	v.set("ENABLE", lines(st.Enable))
 	v.set("PURGE", bit(st.Purge))
 	v.set("KEEP", bit(keep))
 	return stepScript("mesh", v)

@@ -100,6 +100,9 @@ func TestMesh162(t *testing.T) {
 					t.Errorf("%s: rules lack %q:\n%s", n.Name, want, out)
 				}
 			}
+			if !n.UnitEnabled(consulcfg.FirewallUnit) {
+				t.Errorf("%s: %s is not enabled: the rules would not come back after a reboot", n.Name, consulcfg.FirewallUnit)
+			}
 			units, _ := filepath.Glob(n.Path(filepath.Join(lc.net.UnitDir(), "mtlsctl-proxy-*.service")))
 			if len(units) == 0 {
 				t.Errorf("%s: no proxy unit in %s", n.Name, lc.net.UnitDir())
@@ -371,6 +374,9 @@ func TestMesh162(t *testing.T) {
 			units, _ := filepath.Glob(n.Path(filepath.Join(lc.net.UnitDir(), "mtlsctl-*")))
 			if len(units) > 0 {
 				t.Errorf("%s: units remain: %v", n.Name, units)
+			}
+			if n.UnitEnabled(consulcfg.FirewallUnit) {
+				t.Errorf("%s: %s is still enabled", n.Name, consulcfg.FirewallUnit)
 			}
 			// The node state directory is a mountpoint in the test network,
 			// so it stays, empty.

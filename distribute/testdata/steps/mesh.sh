@@ -27,6 +27,7 @@ LOAD='/var/lib/mtlsctl/firewall.sh'
 UNITS='mtlsctl-proxy-zk-2181-198-18-0-11.service
 mtlsctl-proxy-egress-198-18-0-11.service
 '
+ENABLE=''
 PURGE='0'
 KEEP='1'
 # lib.sh: put before every step by stepScript, after the preamble that sets
@@ -70,7 +71,8 @@ reload_agent() {
 # `systemctl daemon-reload` (DAEMON_RELOAD=1), loads the firewall (LOAD:
 # the script to run with "load"), then enables and starts every unit in
 # UNITS (start leaves a running unit alone; restarts of changed proxies
-# are separate steps, one proxy of a class at a time across the cluster).
+# are separate steps, one proxy of a class at a time across the cluster),
+# after enabling the units in ENABLE (the firewall's boot-time unit).
 # With PURGE=1 (uninstall) the node state directory goes last. Releases
 # the lock unless KEEP=1. Prints MESHDONE when everything succeeded.
 # A retry after the lock was released (the journal finishing an
@@ -84,6 +86,7 @@ release_unless_kept() { if [ "$KEEP" != 1 ]; then release; fi; }
 set -f; IFS=$NL
 gone=$(printf '%s' "$GONE")
 units=$(printf '%s' "$UNITS")
+enable=$(printf '%s' "$ENABLE")
 IFS=" $TAB$NL"
 if [ -n "$gone" ]; then
   # Each unit on its own: a unit whose file is already gone still stops.
@@ -105,6 +108,9 @@ if [ "$DAEMON_RELOAD" = 1 ]; then
 fi
 if [ -n "$LOAD" ]; then
   sh "$R$LOAD" load || fail "cannot load the firewall rules ($LOAD load failed)"
+fi
+if [ -n "$enable" ]; then
+  systemctl enable $enable >/dev/null || fail "systemctl enable failed for: $(echo $enable)"
 fi
 if [ -n "$units" ]; then
   systemctl enable $units >/dev/null || fail "systemctl enable failed for: $(echo $units)"
