@@ -5,7 +5,7 @@ PKGS    ?= ./...
 # Real Consul agents for the tests (built once from the Go module proxy, cached).
 CONSUL_VERSIONS ?= 1.6.2 1.13.9
 
-.PHONY: all build test test-short consul demo bench bench-go bench-generate bench-apply fuzz vet fmt clean
+.PHONY: all build test test-short consul demo bench bench-go bench-generate bench-apply bench-mesh fuzz vet fmt clean
 
 all: build
 
@@ -39,7 +39,7 @@ fuzz:
 	$(GO) test ./inventory -run '^$$' -fuzz '^FuzzImportApigee$$' -fuzztime 30s
 
 ## bench: Go benchmarks plus the scripted side-by-side runs (see README).
-bench: bench-go bench-generate bench-apply
+bench: bench-go bench-generate bench-apply bench-mesh
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./ca ./consulcfg ./distribute
@@ -51,6 +51,12 @@ bench-generate: build consul
 ## sshd hosts, plus WAN latency through a delaying proxy (root; docs/bench-apply.md).
 bench-apply: build
 	scripts/bench-apply.sh
+
+## bench-mesh: the Connect proxies' cost on a real 5-node mesh (stream and round
+## trips, mesh vs direct; each proxy's memory; 13-node estimate), root;
+## docs/bench-mesh.md. The script builds Consul 1.6.2 when it is not cached.
+bench-mesh:
+	scripts/bench-mesh.sh
 
 clean:
 	rm -rf bin
