@@ -67,7 +67,9 @@ func TestMeshServicesAndNames(t *testing.T) {
 		sc.Proxy.LocalServiceAddress != "127.0.0.1" || sc.Proxy.LocalServicePort != 2888 || len(sc.Proxy.Upstreams) != 0 {
 		t.Fatalf("zk-2888 on n2: %+v %+v", zk, sc)
 	}
-	if len(sc.Checks) != 1 || sc.Checks[0].TCP != "10.0.0.12:10005" || sc.Checks[0].Interval != "3s" || sc.Checks[0].Name == "" {
+	// No TCP check: it would open an empty connection to the component
+	// every interval (the proxy dials it on accept).
+	if len(sc.Checks) != 1 || sc.Checks[0].AliasService != "zk-2888-10-0-0-12" || sc.Checks[0].TCP != "" || sc.Checks[0].Status != "passing" || sc.Checks[0].Name == "" {
 		t.Errorf("zk-2888 check %+v", sc.Checks)
 	}
 	if zk.Connect.Native {
@@ -81,7 +83,7 @@ func TestMeshServicesAndNames(t *testing.T) {
 	if eg.Port != 10701 || sc.Address != "127.0.0.1" || sc.Port != 10701 || sc.Proxy.LocalServicePort != 1 {
 		t.Errorf("egress on n2: port %d sidecar %s:%d local port %d", eg.Port, sc.Address, sc.Port, sc.Proxy.LocalServicePort)
 	}
-	if len(sc.Checks) != 1 || sc.Checks[0].TCP != "127.0.0.1:10701" {
+	if len(sc.Checks) != 1 || sc.Checks[0].AliasService != "egress-10-0-0-12" || sc.Checks[0].TCP != "" {
 		t.Errorf("egress check %+v", sc.Checks)
 	}
 	// n1: zk 3, cass 2, ldap 1; n3: 3+2+2+2; n4, n5: pg 2 + qpid 2.

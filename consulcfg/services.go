@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
@@ -224,15 +222,14 @@ type upstreamDef struct {
 // 127.0.0.1:<port> and so stays critical for a listener bound to the node
 // address (and then upstreams find no healthy instance).
 type sidecarCheck struct {
-	Name     string `json:"name"`
-	TCP      string `json:"tcp"`
-	Interval string `json:"interval"`
+	Name         string `json:"name"`
+	AliasService string `json:"alias_service,omitempty"`
+	TCP          string `json:"tcp,omitempty"`
+	Interval     string `json:"interval,omitempty"`
 	// Status is the check's state until its first run. Passing, because
 	// every `consul reload` (each rotation reloads) registers the services
 	// again, and a check that started critical would take every upstream
-	// to the service down until it ran: seconds of refused connections
-	// per reload. A proxy that is really down fails its check within one
-	// interval.
+	// to the service down until it ran.
 	Status string `json:"status"`
 }
 
@@ -294,10 +291,16 @@ func meshService(n *inventory.Node, l proxyListener, ups []upstream) serviceDef 
 		sc.Address = n.Address
 		sc.Proxy = proxyDef{LocalServiceAddress: loopback, LocalServicePort: l.Target}
 	}
-	listen := net.JoinHostPort(sc.Address, strconv.Itoa(l.Port))
-	// A short interval: apply waits for this check before it returns, and
-	// an upstream finds no instance while it is critical.
-	sc.Checks = []sidecarCheck{{Name: "Connect sidecar listening on " + listen, TCP: listen, Interval: "3s", Status: "passing"}}
+	// Not a TCP check on the listener (Consul's default): the built-in
+	// proxy dials the local component for every connection it accepts,
+	// before any handshake, so a check every few seconds would open an
+	// empty connection to ZooKeeper, Postgres, ... each time (and the
+	// egress proxy would log a failed dial each time). Each service has one
+	// instance, on its own node, so a health check could not steer traffic
+	// elsewhere anyway: the sidecar follows its service (an alias check)
+	// and its node's membership. apply checks that each proxy listens, and
+	// `mtlsctl verify` that every path carries connections.
+	sc.Checks = []sidecarCheck{{Name: "Connect sidecar for " + d.ID, AliasService: d.ID, Status: "passing"}}
 	d.Connect.SidecarService = sc
 	return d
 }
