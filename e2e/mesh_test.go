@@ -250,14 +250,7 @@ func TestMesh162(t *testing.T) {
 		// Moving the Cassandra range changes the Cassandra sidecars'
 		// registrations (their ports) and nothing else's: the egress
 		// upstreams name services, not ports.
-		pids := map[string]int{}
-		for _, n := range lc.net.Nodes() {
-			units, _ := filepath.Glob(n.UnitFile("mtlsctl-proxy-*.service"))
-			for _, u := range units {
-				pid, _ := n.UnitPID(filepath.Base(u))
-				pids[n.Name+"/"+filepath.Base(u)] = pid
-			}
-		}
+		pids := lcProxyPIDs(lc)
 		inv, err := os.ReadFile(lc.common.Inventory)
 		if err != nil {
 			t.Fatal(err)
@@ -433,6 +426,19 @@ func lcProxyPorts(t *testing.T, lc *lcCluster, node string) map[string]int {
 	for _, p := range m.Proxies {
 		_, port, _ := net.SplitHostPort(p.Listen)
 		out[p.Class], _ = strconv.Atoi(port)
+	}
+	return out
+}
+
+// lcProxyPIDs maps node/unit to the PID of every proxy unit.
+func lcProxyPIDs(lc *lcCluster) map[string]int {
+	out := map[string]int{}
+	for _, n := range lc.net.Nodes() {
+		units, _ := filepath.Glob(n.UnitFile("mtlsctl-proxy-*.service"))
+		for _, u := range units {
+			pid, _ := n.UnitPID(filepath.Base(u))
+			out[n.Name+"/"+filepath.Base(u)] = pid
+		}
 	}
 	return out
 }

@@ -140,6 +140,7 @@ func TestRotations162(t *testing.T) {
 			for _, n := range []string{"n1", "n2", "n3", "n4", "n5"} {
 				pids[n] = lc.servicePID(n)
 			}
+			proxies := lcProxyPIDs(lc)
 			p := rtStartProbe(t, client, "mtlsctl/probe/"+tc.name, 5)
 			m1, m2 := startMeshProbe(lc, "n2", zk), startMeshProbe(lc, "n4", cs)
 			time.Sleep(300 * time.Millisecond) // a few probes before the rotation starts
@@ -165,6 +166,11 @@ func TestRotations162(t *testing.T) {
 			for n, pid := range pids {
 				if now := lc.servicePID(n); now != pid {
 					t.Errorf("%s: agent restarted (pid %d -> %d); a rotation must only reload", n, pid, now)
+				}
+			}
+			for unit, pid := range lcProxyPIDs(lc) {
+				if proxies[unit] != pid {
+					t.Errorf("%s: proxy restarted (pid %d -> %d); a rotation must not touch the proxies", unit, proxies[unit], pid)
 				}
 			}
 			h, err := app.VerifyCluster(ctx, lc.common, lc.dist)
