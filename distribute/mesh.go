@@ -3,7 +3,6 @@ package distribute
 import (
 	"context"
 	"fmt"
-	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -140,20 +139,6 @@ func planMesh(old, new *consulcfg.Mesh, r *remoteState, files []FilePlan) *MeshP
 	return m
 }
 
-// meshUnitsToCheck are the units whose activity inspect reports: the
-// bundle's and the ones the node's manifest lists.
-func meshUnitsToCheck(b *consulcfg.Bundle, old *consulcfg.Mesh) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, u := range append(unitsOf(b.Mesh), unitsOf(old)...) {
-		if !seen[u] {
-			seen[u] = true
-			out = append(out, u)
-		}
-	}
-	return out
-}
-
 // meshStep is a node's mesh work in the journal: what mesh.sh does after
 // the commit, and the restarts that follow it.
 type meshStep struct {
@@ -185,7 +170,7 @@ func newMeshStep(np *NodePlan, purge bool) *meshStep {
 	}
 	st := &meshStep{Deletes: deletes, Purge: purge}
 	if m != nil {
-		st.Gone = m.Remove
+		st.Gone = slices.Clone(m.Remove)
 		st.DaemonReload = m.DaemonReload
 		st.Restart = m.Restart
 		if m.Firewall == FirewallUnload {
@@ -374,5 +359,3 @@ func meshSummary(st *meshStep) string {
 	return strings.Join(parts, ", ")
 }
 
-// unitPath is where a unit file lives on the node.
-func unitPath(m *consulcfg.Mesh, unit string) string { return path.Join(m.UnitDir, unit) }
