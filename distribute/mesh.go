@@ -358,4 +358,3 @@ func meshSummary(st *meshStep) string {
 	}
 	return strings.Join(parts, ", ")
 }
-
