@@ -292,6 +292,17 @@ func TestTwoDCBootstrap162(t *testing.T) {
 			t.Errorf("%s sees %d alive WAN members, want 6: %+v", dc, alive, d.WAN)
 		}
 	}
+	// The mesh across datacenters: ZooKeeper and Cassandra nodes reach the
+	// other datacenter's through their egress upstreams (datacenter set).
+	meshServers(t, lc, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out := &lcBuffer{}
+	c := lc.common
+	c.Stdout = out
+	if err := app.Verify(ctx, c, lc.dist, app.VerifyOptions{Hold: 500 * time.Millisecond}); err != nil {
+		t.Errorf("verify across two datacenters: %v\n%s", err, out)
+	}
 }
 
 func TestBootstrap1139TLSBlock(t *testing.T) {
