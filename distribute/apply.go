@@ -650,6 +650,9 @@ func (s *Session) finishMesh(ctx context.Context, j *journal, outcome func(node,
 	if !s.o.NoAgents && !j.node(nodes[0].Name).Mesh.Purge {
 		wctx, cancel := context.WithTimeout(ctx, meshWait)
 		_, err := s.Live().WaitHealthy(wctx, consulapi.Want{})
+		if err == nil {
+			err = s.waitConnectCA(wctx, j, nodes)
+		}
 		cancel()
 		if err == nil && s.beforeMesh != nil {
 			err = s.beforeMesh(ctx)
@@ -679,6 +682,26 @@ func (s *Session) finishMesh(ctx context.Context, j *journal, outcome func(node,
 		s.report(n.Name, "done", "", nil)
 		return nil
 	})
+}
+
+// waitConnectCA waits, in every datacenter with a node about to start
+// proxies, until an agent there can issue a Connect leaf certificate for
+// one of them.
+func (s *Session) waitConnectCA(ctx context.Context, j *journal, nodes []*inventory.Node) error {
+	seen := map[string]bool{}
+	for _, n := range nodes {
+		st := j.node(n.Name).Mesh
+		if seen[n.Datacenter] || len(st.Sidecars) == 0 {
+			continue
+		}
+		seen[n.Datacenter] = true
+		service := strings.TrimSuffix(st.Sidecars[0], "-sidecar-proxy")
+		s.report(n.Name, "mesh", "waiting for datacenter "+n.Datacenter+"'s Connect CA", nil)
+		if err := s.Live().WaitLeaf(ctx, n.Name, service); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // fallback is the command that starts a stopped agent when its reload

@@ -77,3 +77,33 @@ func (c *Cluster) WaitProxies(ctx context.Context, want []ProxyWant) error {
 		}
 	}
 }
+
+// WaitLeaf waits until node's agent can hand out a Connect leaf
+// certificate for service: the datacenter's Connect CA is up (in a
+// secondary datacenter, its intermediate is signed by the primary). A
+// proxy started before that backs off its certificate watch for a long
+// time, so apply waits for this first. It retries every 500 ms until ctx
+// ends.
+func (c *Cluster) WaitLeaf(ctx context.Context, node, service string) error {
+	var last error
+	for {
+		err := c.query(ctx, node, func(cl *api.Client, q *api.QueryOptions) error {
+			leaf, _, err := cl.Agent().ConnectCALeaf(service, q)
+			if err == nil && (leaf == nil || leaf.CertPEM == "") {
+				err = fmt.Errorf("empty leaf certificate")
+			}
+			return err
+		})
+		if err == nil {
+			return nil
+		}
+		last = err
+		t := time.NewTimer(pollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("the agent on %s cannot issue a Connect certificate for %s yet: %v", node, service, last)
+		case <-t.C:
+		}
+	}
+}
