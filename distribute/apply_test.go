@@ -271,3 +271,27 @@ func TestApplyChoosesReloadOrRestart(t *testing.T) {
 		}
 	}
 }
+
+// Missing parent directories of a target are created 0755, not 0700 (the
+// steps run under umask 077): a non-root agent must be able to reach, say,
+// /opt/apigee/apigee-mtls/certs.
+func TestApplyCreatesParents0755(t *testing.T) {
+	f := newFixture(t, nodeSpec{name: "s1", server: true})
+	b := f.bundles("")
+	for i := range b {
+		b[i].Files = append(b[i].Files, consulcfg.NewFile("/opt/apigee/apigee-mtls/certs/ca_cert.pem", f.caPEM, 0o644, consulcfg.KindCACert))
+		b[i].Seal()
+	}
+	if _, err := f.apply(t, b, f.opts()); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"/opt/apigee", "/opt/apigee/apigee-mtls", "/opt/apigee/apigee-mtls/certs"} {
+		fi, err := os.Stat(f.servers["s1"].Path(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o755 {
+			t.Errorf("%s is %04o, want 0755", d, fi.Mode().Perm())
+		}
+	}
+}

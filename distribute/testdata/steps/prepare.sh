@@ -82,7 +82,9 @@ done <<EOF_DIRS
 $DIRS
 EOF_DIRS
 if [ $# -gt 0 ]; then
-  mkdir -p -- "$@" 2>/dev/null || for d in "$@"; do mkdir -p -- "$d" || { echo "cannot create ${d#"$R"}" >&2; exit "$EX_MKDIR"; }; done
+  # Under umask 022: the steps run under 077, which would make missing
+  # parents 0700 and keep a non-root agent out of, say, /opt/apigee/....
+  ( umask 022; mkdir -p -- "$@" 2>/dev/null ) || for d in "$@"; do ( umask 022; mkdir -p -- "$d" ) || { echo "cannot create ${d#"$R"}" >&2; exit "$EX_MKDIR"; }; done
   chmod 755 -- "$@"
 fi
 set --
