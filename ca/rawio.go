@@ -42,6 +42,9 @@ func readFileAt(dirfd int, name, path string, secret bool) ([]byte, error) {
 		return nil, &fs.PathError{Op: "stat", Path: path, Err: err}
 	}
 	if secret {
+		if err := ownerError(path, st.Uid); err != nil {
+			return nil, err
+		}
 		if err := permError(path, os.FileMode(st.Mode&0o777), false); err != nil {
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,6 +20,9 @@ var (
 	// ErrLoosePermissions means a state directory or key file is accessible
 	// to group or others.
 	ErrLoosePermissions = errors.New("permissions too open")
+	// ErrForeignOwner means a state directory or key file belongs to
+	// another user, who could have planted or read what is in it.
+	ErrForeignOwner = errors.New("owned by another user")
 	// ErrCorrupt means a state file exists but cannot be used as it is.
 	ErrCorrupt = errors.New("state file is corrupt")
 )
@@ -115,7 +119,21 @@ func checkPerm(path string, dir bool) error {
 	if err != nil {
 		return err
 	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if err := ownerError(path, st.Uid); err != nil {
+			return err
+		}
+	}
 	return permError(path, fi.Mode(), dir)
+}
+
+// ownerError refuses a state path that another user owns: a 0700
+// directory of someone else's could hold a CA they planted.
+func ownerError(path string, uid uint32) error {
+	if me := os.Geteuid(); me >= 0 && uid != uint32(me) {
+		return fmt.Errorf("%w: %s is owned by uid %d, not by you (uid %d): someone else could have put its contents there; check them, then chown it to yourself, or use another --state", ErrForeignOwner, path, uid, me)
+	}
+	return nil
 }
 
 // PermissionError is a secret file or the state directory that group or

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -88,4 +89,44 @@ func TestOpen(t *testing.T) {
 func setUmask(t *testing.T, m int) {
 	old := syscall.Umask(m)
 	t.Cleanup(func() { syscall.Umask(old) })
+}
+
+// A state directory that another user owns is refused even at 0700: its
+// owner could have planted a CA (issue 8). Needs root to chown.
+func TestOpenRefusesForeignOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the directory to another user")
+	}
+	dir := filepath.Join(t.TempDir(), "state")
+	s, err := Open(dir, OpenOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateCA(CAOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	const nobody = 65534
+	if err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, nobody, nobody)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(dir, OpenOptions{})
+	if !errors.Is(err, ErrForeignOwner) || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "uid 65534") {
+		t.Fatalf("open a nobody-owned state directory: %v; want ErrForeignOwner naming it", err)
+	}
+	// Only the directory back to us: the planted CA key is still refused.
+	if err := os.Chown(dir, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"ca", "nodes", "ca/trust", "ca/archive"} {
+		os.Chown(filepath.Join(dir, d), 0, 0)
+	}
+	_, err = Open(dir, OpenOptions{})
+	if !errors.Is(err, ErrForeignOwner) || !strings.Contains(err.Error(), "consul-agent-ca-key.pem") {
+		t.Fatalf("open with a nobody-owned CA key: %v; want ErrForeignOwner naming the key", err)
+	}
 }
