@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -242,23 +243,9 @@ func (s *State) LoadCA() (*CA, error) {
 // the key is its key. Importing the CA already stored is a no-op; a
 // different one is refused with ErrCAExists.
 func (s *State) ImportCA(certData, keyData []byte) (*CA, error) {
-	cert, err := parseCert(certData)
+	cert, key, err := parseCAImport(certData, keyData)
 	if err != nil {
-		return nil, fmt.Errorf("%w: certificate: %v", ErrInvalidCA, err)
-	}
-	if !cert.BasicConstraintsValid || !cert.IsCA {
-		return nil, fmt.Errorf("%w: certificate %q (fingerprint %s) is not a CA (basic constraints CA:TRUE missing)", ErrInvalidCA, cert.Subject, CertFingerprint(cert.Raw))
-	}
-	if cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageCertSign == 0 {
-		return nil, fmt.Errorf("%w: certificate %q (fingerprint %s) lacks the certificate-signing key usage", ErrInvalidCA, cert.Subject, CertFingerprint(cert.Raw))
-	}
-	key, err := parseKey(keyData)
-	if err != nil {
-		return nil, fmt.Errorf("%w: key: %v", ErrInvalidCA, err)
-	}
-	if !keyMatches(key, cert.PublicKey) {
-		return nil, fmt.Errorf("%w: the key does not belong to certificate %q (fingerprint %s): pass the key made with this certificate",
-			ErrInvalidCA, cert.Subject, CertFingerprint(cert.Raw))
+		return nil, err
 	}
 	if cur, err := s.LoadCA(); err == nil {
 		if bytes.Equal(cur.Cert.Raw, cert.Raw) {
@@ -278,4 +265,68 @@ func (s *State) ImportCA(certData, keyData []byte) (*CA, error) {
 		return nil, fmt.Errorf("store CA: %w", err)
 	}
 	return c, nil
+}
+
+// CheckImports says whether ImportGossipKey(gossipKey) and
+// ImportCA(certData, keyData) would both succeed (an empty key or nil
+// certificate is skipped), writing nothing: an import writes nothing
+// unless everything it brings is valid and fits the state.
+func (s *State) CheckImports(gossipKey string, certData, keyData []byte) error {
+	if k := strings.TrimSpace(gossipKey); k != "" {
+		if err := ValidateGossipKey(k); err != nil {
+			return err
+		}
+		cur, err := s.Keyring()
+		switch {
+		case err == nil && cur.Primary != k:
+			return fmt.Errorf("%w: %s holds key %s, the imported key is %s",
+				ErrGossipExists, s.path(gossipFile), GossipFingerprint(cur.Primary), GossipFingerprint(k))
+		case err != nil && !errors.Is(err, ErrNoGossipKey):
+			return err
+		}
+	}
+	if certData == nil {
+		return nil
+	}
+	cert, _, err := parseCAImport(certData, keyData)
+	if err != nil {
+		return err
+	}
+	if cur, err := s.LoadCA(); err == nil && !bytes.Equal(cur.Cert.Raw, cert.Raw) {
+		return fmt.Errorf("%w: %s (fingerprint %s) differs from the one imported (fingerprint %s)",
+			ErrCAExists, s.path(caDir, caCertFile), cur.Fingerprint(), CertFingerprint(cert.Raw))
+	} else if err != nil && !errors.Is(err, ErrNoCA) {
+		return err
+	}
+	return nil
+}
+
+// ValidateCAImport checks what ImportCA would be given (a CA certificate
+// and its key), without a state directory.
+func ValidateCAImport(certData, keyData []byte) error {
+	_, _, err := parseCAImport(certData, keyData)
+	return err
+}
+
+// parseCAImport checks an imported CA certificate and its key.
+func parseCAImport(certData, keyData []byte) (*x509.Certificate, crypto.Signer, error) {
+	cert, err := parseCert(certData)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: certificate: %v", ErrInvalidCA, err)
+	}
+	if !cert.BasicConstraintsValid || !cert.IsCA {
+		return nil, nil, fmt.Errorf("%w: certificate %q (fingerprint %s) is not a CA (basic constraints CA:TRUE missing)", ErrInvalidCA, cert.Subject, CertFingerprint(cert.Raw))
+	}
+	if cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return nil, nil, fmt.Errorf("%w: certificate %q (fingerprint %s) lacks the certificate-signing key usage", ErrInvalidCA, cert.Subject, CertFingerprint(cert.Raw))
+	}
+	key, err := parseKey(keyData)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: key: %v", ErrInvalidCA, err)
+	}
+	if !keyMatches(key, cert.PublicKey) {
+		return nil, nil, fmt.Errorf("%w: the key does not belong to certificate %q (fingerprint %s): pass the key made with this certificate",
+			ErrInvalidCA, cert.Subject, CertFingerprint(cert.Raw))
+	}
+	return cert, key, nil
 }

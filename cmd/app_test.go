@@ -294,3 +294,41 @@ func TestImportApigeeKeepsItsSecrets(t *testing.T) {
 }
 
 func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
+
+// A silent config whose CA is bad writes nothing: not the gossip key, not
+// the state directory, not the cluster file (issue 8).
+func TestImportApigeeBadCAWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	other := filepath.Join(dir, "other-state")
+	if code, _, errOut := run(t, "-i", example("edge-5"), "--state", other, "generate"); code != 0 {
+		t.Fatalf("generate: %s", errOut)
+	}
+	silent := filepath.Join(dir, "silent.conf")
+	conf := strings.Join([]string{
+		"ALL_IP=\"198.18.0.11 198.18.0.12 198.18.0.13 198.18.0.14 198.18.0.15\"",
+		"ZK_MTLS_HOSTS=\"198.18.0.11 198.18.0.12 198.18.0.13\"",
+		"CASS_MTLS_HOSTS=\"198.18.0.11 198.18.0.12 198.18.0.13\"",
+		"RT_MTLS_HOSTS=\"198.18.0.14\"",
+		"MP_MTLS_HOSTS=\"198.18.0.14\"",
+		"PG_MTLS_HOSTS=\"198.18.0.15\"",
+		"ENCRYPT_DATA=\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"",
+		// A leaf certificate (not a CA) with the CA's key: invalid.
+		"PATH_TO_CA_CERT=" + filepath.Join(other, "nodes", "n1", "cert.pem"),
+		"PATH_TO_CA_KEY=" + filepath.Join(other, "ca", "consul-agent-ca-key.pem"),
+		"",
+	}, "\n")
+	if err := os.WriteFile(silent, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv := filepath.Join(dir, "cluster.yaml")
+	state := filepath.Join(dir, "state")
+	code, _, errOut := run(t, "-i", inv, "--state", state, "inventory", "import-apigee", silent)
+	if code == 0 || !strings.Contains(errOut, "PATH_TO_CA_CERT") || !strings.Contains(errOut, "not a CA") || !strings.Contains(errOut, "nothing was written") {
+		t.Fatalf("import with a bad CA: exit %d: %s", code, errOut)
+	}
+	for _, p := range []string{state, inv} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s was written by a failed import (%v)", p, err)
+		}
+	}
+}

@@ -87,6 +87,17 @@ func ImportApigee(c Common, o ImportOptions) error {
 			return fmt.Errorf("PATH_TO_CA_KEY: %w", err)
 		}
 	}
+	// The secrets are checked before the state directory is even created.
+	if im.GossipKey != "" {
+		if err := ca.ValidateGossipKey(strings.TrimSpace(im.GossipKey)); err != nil {
+			return fmt.Errorf("ENCRYPT_DATA: %w; nothing was written", err)
+		}
+	}
+	if caCert != nil {
+		if err := ca.ValidateCAImport(caCert, caKey); err != nil {
+			return fmt.Errorf("PATH_TO_CA_CERT/PATH_TO_CA_KEY (%s): %w; nothing was written", im.CACertPath, err)
+		}
+	}
 	if im.GossipKey != "" || caCert != nil {
 		st, err := ca.Open(c.State, ca.OpenOptions{Create: true})
 		if err != nil {
@@ -97,6 +108,18 @@ func ImportApigee(c Common, o ImportOptions) error {
 			return err
 		}
 		defer lock.Unlock()
+		// Everything is checked before anything is written: a bad CA must
+		// not leave the gossip key (or anything else) behind.
+		if err := st.CheckImports(im.GossipKey, caCert, caKey); err != nil {
+			what := "the silent config"
+			switch {
+			case errors.Is(err, ca.ErrInvalidCA) || errors.Is(err, ca.ErrCAExists):
+				what = "PATH_TO_CA_CERT/PATH_TO_CA_KEY (" + im.CACertPath + ")"
+			case errors.Is(err, ca.ErrGossipExists) || errors.Is(err, ca.ErrInvalidGossipKey):
+				what = "ENCRYPT_DATA"
+			}
+			return fmt.Errorf("%s: %w; nothing was written", what, err)
+		}
 		if im.GossipKey != "" {
 			if err := st.ImportGossipKey(im.GossipKey); err != nil {
 				return fmt.Errorf("ENCRYPT_DATA: %w", err)
