@@ -328,3 +328,24 @@ func TestShellValueGrowthBounded(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// A silent config that expands without bound, or is huge, is refused with
+// a line number, quickly and without the memory (issue 8).
+func TestImportApigeeBoundsExpansion(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("A=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n")
+	for i := 0; i < 10; i++ { // A is 32 KB
+		b.WriteString("A=\"$A$A\"\n")
+	}
+	for i := 0; i < 20000; i++ { // 20,000 copies of it: 640 MB without a bound
+		fmt.Fprintf(&b, "B%d=\"$A\"\n", i)
+	}
+	_, err := ImportApigee("silent.conf", []byte(b.String()))
+	if err == nil || !strings.Contains(err.Error(), "expand to more than") || !strings.Contains(err.Error(), "silent.conf:") {
+		t.Fatalf("doubling lines: %v", err)
+	}
+	_, err = ImportApigee("big.conf", []byte(strings.Repeat("# padding\n", 200000)))
+	if err == nil || !strings.Contains(err.Error(), "more than a silent config's") {
+		t.Fatalf("2 MB file: %v", err)
+	}
+}

@@ -17,6 +17,15 @@ type silentVar struct {
 // maxSilentValue bounds a value's length after expansion.
 const maxSilentValue = 64 << 10
 
+// maxSilentFile bounds a silent config's size, and maxSilentTotal the sum
+// of its values after expansion: a silent config is a short list of
+// settings, and without a total a few hundred KB of B="$A$A" lines would
+// expand to gigabytes.
+const (
+	maxSilentFile  = 1 << 20
+	maxSilentTotal = 4 << 20
+)
+
 var shellNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // parseSilent reads a shell-style KEY=VALUE file. Lines that are not
@@ -24,6 +33,11 @@ var shellNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // references to earlier keys expanded.
 func parseSilent(ps *problems, data []byte) map[string]silentVar {
 	vars := map[string]silentVar{}
+	if len(data) > maxSilentFile {
+		ps.addLine(1, "", "the file is %d bytes, more than a silent config's %d: is it the right file?", len(data), maxSilentFile)
+		return vars
+	}
+	total := 0
 	for i, raw := range strings.Split(string(data), "\n") {
 		line := i + 1
 		s := strings.TrimSpace(strings.TrimSuffix(raw, "\r"))
@@ -39,6 +53,10 @@ func parseSilent(ps *problems, data []byte) map[string]silentVar {
 			continue
 		}
 		v, errMsg := shellValue(val, vars)
+		if total += len(v); total > maxSilentTotal {
+			ps.addLine(line, key, "the values expand to more than %d bytes in all (variable references doubling each line?): a silent config is a short list of settings", maxSilentTotal)
+			return map[string]silentVar{}
+		}
 		vars[key] = silentVar{value: v, line: line, err: errMsg}
 	}
 	return vars
