@@ -248,12 +248,7 @@ func TestImportApigeeKeepsItsSecrets(t *testing.T) {
 	gossip := "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 	silent := filepath.Join(dir, "silent.conf")
 	conf := strings.Join([]string{
-		"ALL_IP=\"198.18.0.11 198.18.0.12 198.18.0.13 198.18.0.14 198.18.0.15\"",
-		"ZK_MTLS_HOSTS=\"198.18.0.11 198.18.0.12 198.18.0.13\"",
-		"CASS_MTLS_HOSTS=\"198.18.0.11 198.18.0.12 198.18.0.13\"",
-		"RT_MTLS_HOSTS=\"198.18.0.14\"",
-		"MP_MTLS_HOSTS=\"198.18.0.14\"",
-		"PG_MTLS_HOSTS=\"198.18.0.15\"",
+		silentHosts,
 		"ENCRYPT_DATA=\"" + gossip + "\"",
 		"PATH_TO_CA_CERT=" + filepath.Join(other, "ca", "consul-agent-ca.pem"),
 		"PATH_TO_CA_KEY=" + filepath.Join(other, "ca", "consul-agent-ca-key.pem"),
@@ -293,6 +288,14 @@ func TestImportApigeeKeepsItsSecrets(t *testing.T) {
 	}
 }
 
+// silentHosts are the host lines of a 5-node silent config (edge-5).
+const silentHosts = `ALL_IP="198.18.0.11 198.18.0.12 198.18.0.13 198.18.0.14 198.18.0.15"
+ZK_MTLS_HOSTS="198.18.0.11 198.18.0.12 198.18.0.13"
+CASS_MTLS_HOSTS="198.18.0.11 198.18.0.12 198.18.0.13"
+RT_MTLS_HOSTS="198.18.0.14"
+MP_MTLS_HOSTS="198.18.0.14"
+PG_MTLS_HOSTS="198.18.0.15"`
+
 func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
 
 // A silent config whose CA is bad writes nothing: not the gossip key, not
@@ -305,12 +308,7 @@ func TestImportApigeeBadCAWritesNothing(t *testing.T) {
 	}
 	silent := filepath.Join(dir, "silent.conf")
 	conf := strings.Join([]string{
-		"ALL_IP=\"198.18.0.11 198.18.0.12 198.18.0.13 198.18.0.14 198.18.0.15\"",
-		"ZK_MTLS_HOSTS=\"198.18.0.11 198.18.0.12 198.18.0.13\"",
-		"CASS_MTLS_HOSTS=\"198.18.0.11 198.18.0.12 198.18.0.13\"",
-		"RT_MTLS_HOSTS=\"198.18.0.14\"",
-		"MP_MTLS_HOSTS=\"198.18.0.14\"",
-		"PG_MTLS_HOSTS=\"198.18.0.15\"",
+		silentHosts,
 		"ENCRYPT_DATA=\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"",
 		// A leaf certificate (not a CA) with the CA's key: invalid.
 		"PATH_TO_CA_CERT=" + filepath.Join(other, "nodes", "n1", "cert.pem"),

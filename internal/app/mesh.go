@@ -23,11 +23,7 @@ func (r *remote) desiredIntentions() ([]consulcfg.Intention, error) {
 	if !r.t.Cluster.Mesh.Enabled {
 		return nil, nil
 	}
-	ports, err := statePorts(r.st, r.t)
-	if err != nil {
-		return nil, err
-	}
-	return consulcfg.Intentions(r.t, ports)
+	return consulcfg.Intentions(r.t, r.ports)
 }
 
 // planIntentions compares the wanted intentions with the cluster's. When
@@ -255,10 +251,6 @@ func Verify(ctx context.Context, c Common, d DistOptions, o VerifyOptions) error
 	if !r.t.Cluster.Mesh.Enabled {
 		return errors.New("the mesh is off in the cluster file (mesh: {enabled: false}): nothing to verify")
 	}
-	all, err := renderBundles(c, r.t)
-	if err != nil {
-		return err
-	}
 	want, err := r.desiredIntentions()
 	if err != nil {
 		return err
@@ -267,7 +259,7 @@ func Verify(ctx context.Context, c Common, d DistOptions, o VerifyOptions) error
 	for _, b := range r.bundles {
 		sources = append(sources, b.Node)
 	}
-	paths := meshPaths(r.t, all, want, sources)
+	paths := meshPaths(r.t, r.all, want, sources)
 	res := &VerifyResult{OK: true}
 	var mu sync.Mutex
 	var wg sync.WaitGroup

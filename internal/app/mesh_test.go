@@ -53,7 +53,9 @@ func TestUninstallSandbox(t *testing.T) {
 			t.Errorf("units remain: %v", left)
 		}
 		calls := strings.Join(s.Calls(), "\n")
-		if !strings.Contains(calls, "systemctl disable --now mtlsctl-proxy-") || !strings.Contains(calls, "iptables -w -t nat -D OUTPUT -j MTLSCTL-EGRESS") && !strings.Contains(calls, "iptables -w -t nat -C OUTPUT") {
+		// apply only checks and adds jumps (-C, -I); only unload deletes them.
+		if !strings.Contains(calls, "systemctl disable --now mtlsctl-proxy-") || !strings.Contains(calls, "iptables -w -t nat -D OUTPUT -j MTLSCTL-EGRESS") ||
+			!strings.Contains(calls, "iptables -w -t filter -D INPUT -j MTLSCTL-INPUT") {
 			t.Errorf("uninstall did not stop the proxies or unload the firewall; calls:\n%s", calls)
 		}
 	}

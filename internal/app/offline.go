@@ -257,17 +257,24 @@ func loadBundles(c Common) (*inventory.Topology, []consulcfg.Bundle, error) {
 
 // renderBundles renders every node's bundle of t from the state directory.
 func renderBundles(c Common, t *inventory.Topology) ([]consulcfg.Bundle, error) {
+	bundles, _, err := renderWithPorts(c, t)
+	return bundles, err
+}
+
+// renderWithPorts is renderBundles that also returns the port assignment
+// the bundles were rendered with.
+func renderWithPorts(c Common, t *inventory.Topology) ([]consulcfg.Bundle, *inventory.Assignment, error) {
 	st, err := ca.Open(c.State, ca.OpenOptions{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	creds, err := st.Credentials(t)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ports, err := statePorts(st, t)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	leaves := make(map[string]consulcfg.Leaf, len(creds.Leaves))
 	for name, l := range creds.Leaves {
@@ -281,9 +288,9 @@ func renderBundles(c Common, t *inventory.Topology) ([]consulcfg.Bundle, error) 
 		GossipKey: creds.GossipKey,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return bundles, nil
+	return bundles, ports, nil
 }
 
 // statePorts returns the recorded port assignment, which must cover the

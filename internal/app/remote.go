@@ -140,7 +140,11 @@ func parseNodes(t *inventory.Topology, lists []string) ([]string, error) {
 // topology, the selected nodes' bundles, the state and one session (one SSH
 // connection per node, shared by plan, apply, status and the live checks).
 type remote struct {
-	t       *inventory.Topology
+	t *inventory.Topology
+	// all are every node's bundles, rendered with ports; bundles are the
+	// selected nodes' (--nodes).
+	all     []consulcfg.Bundle
+	ports   *inventory.Assignment
 	bundles []consulcfg.Bundle
 	st      *ca.State
 	sess    *distribute.Session
@@ -165,11 +169,11 @@ func openRemoteForce(c Common, d DistOptions, force bool) (*remote, error) {
 	if err != nil {
 		return nil, err
 	}
-	bundles, err := renderBundles(c, t)
+	all, ports, err := renderWithPorts(c, t)
 	if err != nil {
 		return nil, err
 	}
-	bundles = selectBundles(bundles, names)
+	bundles := selectBundles(all, names)
 	st, err := ca.Open(c.State, ca.OpenOptions{})
 	if err != nil {
 		return nil, err
@@ -182,7 +186,7 @@ func openRemoteForce(c Common, d DistOptions, force bool) (*remote, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &remote{t: t, bundles: bundles, st: st, sess: sess, rep: rep, skipLive: d.SkipLive}, nil
+	return &remote{t: t, all: all, ports: ports, bundles: bundles, st: st, sess: sess, rep: rep, skipLive: d.SkipLive}, nil
 }
 
 func (r *remote) close() { r.sess.Close() }
@@ -194,11 +198,11 @@ func (r *remote) rebundle(c Common, d DistOptions) error {
 	if err != nil {
 		return err
 	}
-	bundles, err := renderBundles(c, r.t)
+	all, ports, err := renderWithPorts(c, r.t)
 	if err != nil {
 		return err
 	}
-	r.bundles = selectBundles(bundles, names)
+	r.all, r.ports, r.bundles = all, ports, selectBundles(all, names)
 	return nil
 }
 
