@@ -380,8 +380,15 @@ func members(ms []*api.AgentMember) []Member {
 	return out
 }
 
-// keyring lists the gossip keyring once, through the first datacenter's
-// answering agent (the servers gather every pool of every datacenter).
+// keyringAttempts bounds the keyring listings of one health pass: a listing
+// is a Serf query, and a member that misses its deadline (a busy node, say
+// while its proxies start) fails the whole answer ("4/5 nodes reported
+// success") although the next query succeeds.
+const keyringAttempts = 3
+
+// keyring lists the gossip keyring through the first datacenter's
+// answering agent (the servers gather every pool of every datacenter),
+// trying again when a member missed the query's deadline.
 func (c *Cluster) keyring(ctx context.Context, h *Health) {
 	via := ""
 	for _, d := range h.Datacenters {
@@ -395,11 +402,26 @@ func (c *Cluster) keyring(ctx context.Context, h *Health) {
 		return
 	}
 	var resp []*api.KeyringResponse
-	err := c.query(ctx, via, func(cl *api.Client, q *api.QueryOptions) error {
-		var err error
-		resp, err = cl.Operator().KeyringList(q)
-		return err
-	})
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = c.query(ctx, via, func(cl *api.Client, q *api.QueryOptions) error {
+			var err error
+			resp, err = cl.Operator().KeyringList(q)
+			return err
+		})
+		if err == nil || attempt == keyringAttempts || !strings.Contains(err.Error(), "reported success") {
+			break
+		}
+		t := time.NewTimer(pollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
 	if err != nil {
 		h.KeyringError = err.Error()
 	}
