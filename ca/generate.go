@@ -84,11 +84,24 @@ type GenerateReport struct {
 	// Ports is "" when no assignment was given, else Created, Updated or Kept.
 	Ports    Action   `json:"ports,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
+	// ACL says what happened to the ACL tokens (nil with ACLs off); the
+	// caller fills it in (see State.ACLTokens).
+	ACL *ACLResult `json:"acl,omitempty"`
+}
+
+// ACLResult is what generate did to the ACL tokens: Created (the first
+// time), Updated (tokens for new nodes or services) or Kept.
+type ACLResult struct {
+	Action Action `json:"action"`
+	Tokens int    `json:"tokens"`
 }
 
 // Changed reports whether Generate wrote anything.
 func (r *GenerateReport) Changed() bool {
 	if r.CA.Action == Created || r.Gossip.Action == Created || r.Ports == Created || r.Ports == Updated {
+		return true
+	}
+	if r.ACL != nil && r.ACL.Action != Kept {
 		return true
 	}
 	for _, n := range r.Nodes {

@@ -92,12 +92,12 @@ func Open(dir string, opts OpenOptions) (*State, error) {
 		return nil, fmt.Errorf("state directory %s is not a directory", abs)
 	}
 	s := &State{dir: abs}
-	for _, p := range []string{abs, s.path(caDir), s.path(nodesDir), s.path(caDir, trustDir), s.path(caDir, archiveDir)} {
+	for _, p := range []string{abs, s.path(caDir), s.path(nodesDir), s.path(caDir, trustDir), s.path(caDir, archiveDir), s.path(aclDir)} {
 		if err := checkPerm(p, true); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
 	}
-	for _, p := range []string{s.path(caDir, caKeyFile), s.path(gossipFile)} {
+	for _, p := range []string{s.path(caDir, caKeyFile), s.path(gossipFile), s.path(aclDir, aclTokensFile), s.path(aclDir, managementFile)} {
 		if err := checkPerm(p, false); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}

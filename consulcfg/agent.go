@@ -3,7 +3,6 @@ package consulcfg
 import (
 	"bytes"
 	"encoding/json"
-	"regexp"
 
 	"github.com/mtlsctl/mtlsctl/internal/fingerprint"
 	"github.com/mtlsctl/mtlsctl/inventory"
@@ -51,6 +50,7 @@ type agentConfig struct {
 	VerifyServerHostname  *bool        `json:"verify_server_hostname,omitempty"`
 	TLS                   *agentTLS    `json:"tls,omitempty"`
 	Connect               agentConnect `json:"connect"`
+	ACL                   *agentACL    `json:"acl,omitempty"`
 }
 
 type agentAddrs struct {
@@ -88,7 +88,7 @@ type agentConnect struct {
 	Enabled bool `json:"enabled"`
 }
 
-func (c *cluster) agentConfig(in Input, n *inventory.Node) ([]byte, error) {
+func (c *cluster) agentConfig(in Input, n *inventory.Node, tokens NodeTokens) ([]byte, error) {
 	yes := true
 	cfg := agentConfig{
 		Datacenter:    n.Datacenter,
@@ -139,6 +139,10 @@ func (c *cluster) agentConfig(in Input, n *inventory.Node) ([]byte, error) {
 		cfg.CAFile, cfg.CertFile, cfg.KeyFile = c.paths.ca, c.paths.cert, c.paths.key
 		cfg.VerifyIncoming, cfg.VerifyOutgoing, cfg.VerifyServerHostname = &yes, &yes, &yes
 	}
+	if c.aclOn {
+		cfg.ACL = &agentACL{Enabled: true, DefaultPolicy: "deny", DownPolicy: "extend-cache",
+			Tokens: agentACLTokens{Agent: tokens.Agent}}
+	}
 	return marshalJSON(cfg)
 }
 
@@ -155,22 +159,24 @@ func marshalJSON(v any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// encryptRE matches an "encrypt" key and its JSON string value (escapes included).
-var encryptRE = regexp.MustCompile(`("encrypt"\s*:\s*")((?:[^"\\]|\\.)*)(")`)
-
 // Redact returns content with the value of every "encrypt" key (the gossip
-// key) replaced by its fingerprint, for showing an agent config in a diff or
-// a log. Content without such a key comes back unchanged (as a copy).
+// key) and every ACL token ("agent", "token") replaced by its fingerprint,
+// for showing an agent config or a services file in a diff or a log.
+// Content without such a key comes back unchanged (as a copy).
 func Redact(content []byte) []byte {
-	return encryptRE.ReplaceAllFunc(content, func(m []byte) []byte {
-		sub := encryptRE.FindSubmatch(m)
-		var key string
-		if err := json.Unmarshal(append(append([]byte{'"'}, sub[2]...), '"'), &key); err != nil {
-			key = string(sub[2])
+	return secretRE.ReplaceAllFunc(content, func(m []byte) []byte {
+		sub := secretRE.FindSubmatch(m)
+		var val string
+		if err := json.Unmarshal(append(append([]byte{'"'}, sub[3]...), '"'), &val); err != nil {
+			val = string(sub[3])
+		}
+		fp := fingerprint.Gossip(val)
+		if isTokenKey(string(sub[2])) {
+			fp = fingerprint.Token(val)
 		}
 		out := append([]byte{}, sub[1]...)
-		out = append(out, "<redacted "+fingerprint.Gossip(key)+">"...)
-		return append(out, sub[3]...)
+		out = append(out, "<redacted "+fp+">"...)
+		return append(out, sub[4]...)
 	})
 }
 

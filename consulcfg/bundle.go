@@ -20,6 +20,7 @@ const (
 	KindCert    Kind = "cert"    // the node's leaf certificate (PEM)
 	KindKey     Kind = "key"     // the node's private key (PEM): secret
 	KindUnit    Kind = "unit"    // a systemd unit (mesh proxies, firewall)
+	KindToken   Kind = "token"   // a proxy's ACL token file: secret
 	KindOther   Kind = "other"   // firewall rules and script, port report, ...
 )
 
@@ -35,7 +36,7 @@ type File struct {
 }
 
 // Secret reports whether the content must never be shown or logged.
-func (f File) Secret() bool { return f.Kind == KindKey }
+func (f File) Secret() bool { return f.Kind == KindKey || f.Kind == KindToken }
 
 // Bundle is everything one node must hold: the one currency between
 // consulcfg (which makes bundles from pure data) and distribute (which moves

@@ -29,6 +29,10 @@ type cluster struct {
 	mt     *meshTopology
 	script File // firewall.sh, the same on every node
 	fwUnit File // FirewallUnit
+
+	// ACLs, when on (Cluster.ACL.Enabled).
+	aclOn    bool
+	tokenDir string
 }
 
 func newCluster(in Input) (*cluster, error) {
@@ -85,6 +89,15 @@ func newCluster(in Input) (*cluster, error) {
 		}
 	}
 	c.fw = newFirewallShared(t, c.meshOn)
+	if t.Cluster.ACL.Enabled {
+		c.aclOn, c.tokenDir = true, t.Cluster.ACL.TokenDir
+		if c.tokenDir == "" {
+			c.tokenDir = DefaultTokenDir
+		}
+		if !path.IsAbs(c.tokenDir) {
+			return nil, fmt.Errorf("%w: acl.token_dir %q is not absolute", ErrBadTopology, c.tokenDir)
+		}
+	}
 	return c, nil
 }
 

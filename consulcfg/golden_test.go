@@ -21,6 +21,7 @@ var goldenCases = []struct {
 	{"five-node-1.6.2", fiveNode},
 	{"two-dc-1.13.9", twoDC},
 	{"five-node-mesh-1.6.2", fiveNodeMesh},
+	{"five-node-mesh-acl-1.6.2", withACL(fiveNodeMesh)},
 }
 
 // goldenFiles renders a case as the files of its golden directory: every

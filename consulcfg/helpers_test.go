@@ -1,7 +1,9 @@
 package consulcfg
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"testing"
 
@@ -180,6 +182,35 @@ func withMesh(in Input) Input {
 		ProxyUser:    "nobody",
 	}
 	return in
+}
+
+// withACL turns ACLs on with stable made-up tokens (UUID-shaped, derived
+// from the node and service names) for every agent and service.
+func withACL(f func(testing.TB) Input) func(testing.TB) Input {
+	return func(t testing.TB) Input {
+		in := f(t)
+		in.Topology.Cluster.ACL = inventory.ACL{Enabled: true, TokenDir: DefaultTokenDir}
+		refs, err := NodeServices(in.Topology, in.Ports)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.Tokens = map[string]NodeTokens{}
+		for _, n := range in.Topology.Nodes {
+			nt := NodeTokens{Agent: testToken("agent " + n.Name), Services: map[string]string{}}
+			for _, r := range refs[n.Name] {
+				nt.Services[r.ID] = testToken("service " + r.ID)
+			}
+			in.Tokens[n.Name] = nt
+		}
+		return in
+	}
+}
+
+// testToken is a UUID-shaped stand-in for a token secret.
+func testToken(seed string) string {
+	h := sha256.Sum256([]byte(seed))
+	x := hex.EncodeToString(h[:16])
+	return x[0:8] + "-" + x[8:12] + "-4" + x[13:16] + "-8" + x[17:20] + "-" + x[20:32]
 }
 
 // fiveNodeMesh is fiveNode with the mesh on.

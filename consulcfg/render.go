@@ -57,6 +57,9 @@ type Input struct {
 	// GossipTransition renders encrypt_verify_incoming/outgoing as false: the
 	// first phase of turning gossip encryption on in a running cluster.
 	GossipTransition bool
+	// Tokens maps a node name to its ACL tokens; needed when the cluster
+	// has ACLs on (Cluster.ACL.Enabled).
+	Tokens map[string]NodeTokens
 }
 
 // File names inside Consul.TLSDir, Consul.ConfigDir and Cluster.NodeStateDir
@@ -135,16 +138,22 @@ func (c *cluster) renderNode(in Input, n *inventory.Node) (Bundle, error) {
 			return Bundle{}, nodeErr(err)
 		}
 	}
-	agent, err := c.agentConfig(in, n)
+	var tokens NodeTokens
+	if c.aclOn {
+		if tokens, err = nodeTokens(in, n, lis); err != nil {
+			return Bundle{}, nodeErr(err)
+		}
+	}
+	agent, err := c.agentConfig(in, n, tokens)
 	if err != nil {
 		return Bundle{}, nodeErr(err)
 	}
 	var services []byte
 	var regs [][]byte // with the mesh on: each listener's registration, for its proxy's digest
 	if c.meshOn {
-		services, regs, err = meshServicesConfig(n, lis, ups)
+		services, regs, err = meshServicesConfig(n, lis, ups, tokens.Services)
 	} else {
-		services, err = servicesConfig(n, lis)
+		services, err = servicesConfig(n, lis, tokens.Services)
 	}
 	if err != nil {
 		return Bundle{}, nodeErr(err)
@@ -163,6 +172,10 @@ func (c *cluster) renderNode(in Input, n *inventory.Node) (Bundle, error) {
 	if c.consul.Group != "" {
 		secretMode = 0o640 // the agent reads it through the group
 	}
+	servicesMode := fs.FileMode(0o644)
+	if c.aclOn {
+		servicesMode = secretMode // it holds the services' tokens
+	}
 	b := Bundle{
 		Node:       n.Name,
 		Datacenter: n.Datacenter,
@@ -172,13 +185,13 @@ func (c *cluster) renderNode(in Input, n *inventory.Node) (Bundle, error) {
 			owned(NewFile(p.cert, bytes.Clone(leaf.CertPEM), 0o644, KindCert)),
 			owned(NewFile(p.key, bytes.Clone(leaf.KeyPEM), secretMode, KindKey)),
 			owned(NewFile(p.agent, agent, secretMode, KindConfig)),
-			owned(NewFile(p.services, services, 0o644, KindService)),
+			owned(NewFile(p.services, services, servicesMode, KindService)),
 			c.firewallFile(n, lis, ups),
 			NewFile(p.ports, ports, 0o644, KindOther),
 		},
 	}
 	if c.meshOn {
-		c.addMesh(&b, n, lis, ups, regs)
+		c.addMesh(&b, n, lis, ups, regs, tokens)
 	}
 	b.Seal()
 	return b, nil
@@ -186,7 +199,7 @@ func (c *cluster) renderNode(in Input, n *inventory.Node) (Bundle, error) {
 
 // addMesh adds the node's units and firewall script to b and fills in
 // b.Mesh.
-func (c *cluster) addMesh(b *Bundle, n *inventory.Node, lis []proxyListener, ups []upstream, regs [][]byte) {
+func (c *cluster) addMesh(b *Bundle, n *inventory.Node, lis []proxyListener, ups []upstream, regs [][]byte, tokens NodeTokens) {
 	m := &Mesh{UnitDir: c.mesh.unitDir, FirewallScript: c.paths.script, Proxies: make([]Proxy, 0, len(lis))}
 	for i, l := range lis {
 		unit := c.proxyUnit(l)
@@ -203,6 +216,14 @@ func (c *cluster) addMesh(b *Bundle, n *inventory.Node, lis []proxyListener, ups
 		}
 		m.Proxies = append(m.Proxies, p)
 		b.Files = append(b.Files, NewFile(c.unitPath(p.Unit), unit, 0o644, KindUnit))
+		if c.aclOn {
+			// The proxy reads it once, at start; the unit's digest covers the
+			// registration, which holds the same token, so a new token
+			// restarts the proxy.
+			tf := NewFile(TokenFile(c.tokenDir, l.ID), tokenFileContent(tokens.Services[l.ID]), 0o600, KindToken)
+			tf.Owner = c.mesh.proxyUser
+			b.Files = append(b.Files, tf)
+		}
 	}
 	rules := b.File(c.paths.firewall)
 	m.FirewallDigest = digest(rules.Content, c.script.Content)

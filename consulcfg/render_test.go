@@ -353,6 +353,34 @@ func TestRedact(t *testing.T) {
 	if GossipKeyFingerprint(testGossipKey) == GossipKeyFingerprint("AAECAwQFBgcICQoLDA0ODw==") {
 		t.Error("two keys share a fingerprint")
 	}
+	// ACL tokens: the agent's in the config, each service's in the services file.
+	in := withACL(fiveNodeMesh)(t)
+	ab, err := RenderNode(in, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range ab.Files {
+		red := string(Redact(f.Content))
+		if f.Kind == KindConfig || f.Kind == KindService {
+			if !strings.Contains(red, "<redacted token:") {
+				t.Errorf("%s: no token fingerprint after Redact", f.Path)
+			}
+		}
+		if f.Kind == KindToken {
+			if !f.Secret() || f.Mode != 0o600 || f.Owner != "nobody" {
+				t.Errorf("%s: token file not secret 0600 nobody: %v %o %s", f.Path, f.Secret(), f.Mode, f.Owner)
+			}
+			continue
+		}
+		for _, tok := range in.Tokens["n1"].Services {
+			if strings.Contains(red, tok) {
+				t.Errorf("%s: a service token survives Redact", f.Path)
+			}
+		}
+		if strings.Contains(red, in.Tokens["n1"].Agent) {
+			t.Errorf("%s: the agent token survives Redact", f.Path)
+		}
+	}
 	for _, s := range []string{`{"datacenter": "dc-1"}`, `{"encrypt_verify_incoming": true}`, ``} {
 		if got := Redact([]byte(s)); string(got) != s {
 			t.Errorf("Redact(%q) = %q", s, got)

@@ -61,6 +61,9 @@ func NeedsRestart(old, new []byte) bool {
 		if k == "tls" && tlsOn(o) && tlsBlockReloadable(ov, nv) {
 			continue
 		}
+		if k == "acl" && aclTokensOnly(ov, nv) {
+			continue
+		}
 		return true
 	}
 	return false
@@ -95,6 +98,22 @@ func tlsBlockReloadable(old, new any) bool {
 			if !reflect.DeepEqual(os[k], ns[k]) && !tlsFiles[k] {
 				return false
 			}
+		}
+	}
+	return true
+}
+
+// aclTokensOnly reports whether two acl stanzas, both with ACLs on, differ
+// only in their tokens, which a reload applies (`rotate tokens`).
+func aclTokensOnly(old, new any) bool {
+	o, _ := old.(map[string]any)
+	n, _ := new.(map[string]any)
+	if o == nil || n == nil || o["enabled"] != true || n["enabled"] != true {
+		return false
+	}
+	for _, k := range unionKeys(o, n) {
+		if k != "tokens" && !reflect.DeepEqual(o[k], n[k]) {
+			return false
 		}
 	}
 	return true

@@ -25,6 +25,11 @@ func TestNeedsRestart(t *testing.T) {
 		want     bool
 	}{
 		{"identical", flat, flat, false},
+		{"acl turned on", flat, edit(flat, `"log_level":"INFO",`, `"log_level":"INFO","acl":{"enabled":true,"default_policy":"deny","tokens":{"agent":"a1"}},`), true},
+		{"agent token rotated", edit(flat, `"log_level":"INFO",`, `"log_level":"INFO","acl":{"enabled":true,"default_policy":"deny","tokens":{"agent":"a1"}},`),
+			edit(flat, `"log_level":"INFO",`, `"log_level":"INFO","acl":{"enabled":true,"default_policy":"deny","tokens":{"agent":"a2"}},`), false},
+		{"acl default policy changed", edit(flat, `"log_level":"INFO",`, `"log_level":"INFO","acl":{"enabled":true,"default_policy":"deny","tokens":{"agent":"a1"}},`),
+			edit(flat, `"log_level":"INFO",`, `"log_level":"INFO","acl":{"enabled":true,"default_policy":"allow","tokens":{"agent":"a1"}},`), true},
 		{"whitespace only", flat, strings.ReplaceAll(flat, "\n", "\n  "), false},
 		{"log level", flat, edit(flat, `"INFO"`, `"DEBUG"`), false},
 		{"new gossip key in encrypt", flat, edit(flat, `"K1"`, `"K2"`), false},

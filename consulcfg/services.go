@@ -186,6 +186,9 @@ type serviceDef struct {
 	Tags    []string          `json:"tags"`
 	Meta    map[string]string `json:"meta"`
 	Connect serviceConnect    `json:"connect"`
+	// Token registers the service (and its sidecar, which inherits it)
+	// when ACLs are on: a token with the service's identity.
+	Token string `json:"token,omitempty"`
 }
 
 type serviceConnect struct {
@@ -238,14 +241,15 @@ type sidecarCheck struct {
 // public listener is the assigned port; the egress listener is the
 // apigee-mtls service itself, marked Connect-native. Nothing runs the
 // sidecars and there are no upstreams.
-func servicesConfig(n *inventory.Node, lis []proxyListener) ([]byte, error) {
+func servicesConfig(n *inventory.Node, lis []proxyListener, tokens map[string]string) ([]byte, error) {
 	f := servicesFile{Services: make([]serviceDef, 0, len(lis))}
 	for _, l := range lis {
 		d := serviceDef{
 			ID:   l.ID,
 			Name: l.Service,
 			Tags: []string{"mtlsctl", l.Component},
-			Meta: map[string]string{"component": l.Component, "node": n.Name},
+			Meta:  map[string]string{"component": l.Component, "node": n.Name},
+			Token: tokens[l.ID],
 		}
 		if l.Component == inventory.Egress {
 			d.Port = l.Port
@@ -268,12 +272,13 @@ func servicesConfig(n *inventory.Node, lis []proxyListener) ([]byte, error) {
 // sidecar carries the upstreams. Its public listener is 127.0.0.1:E, so
 // only local, and no intention ever allows anything to an egress service;
 // its local service port is 1 (there is no local service behind it).
-func meshService(n *inventory.Node, l proxyListener, ups []upstream) serviceDef {
+func meshService(n *inventory.Node, l proxyListener, ups []upstream, token string) serviceDef {
 	d := serviceDef{
-		ID:   l.ID,
-		Name: l.Service,
-		Tags: []string{"mtlsctl", l.Component},
-		Meta: map[string]string{"component": l.Component, "node": n.Name},
+		ID:    l.ID,
+		Name:  l.Service,
+		Tags:  []string{"mtlsctl", l.Component},
+		Meta:  map[string]string{"component": l.Component, "node": n.Name},
+		Token: token,
 	}
 	sc := &sidecarDef{Port: l.Port}
 	if l.Component == inventory.Egress {
@@ -309,11 +314,11 @@ func meshService(n *inventory.Node, l proxyListener, ups []upstream) serviceDef 
 // listeners, then egress) and returns each one's registration as compact
 // JSON too, in the same order: a proxy's digest covers its registration, so
 // that one proxy's change does not restart the others.
-func meshServicesConfig(n *inventory.Node, lis []proxyListener, ups []upstream) ([]byte, [][]byte, error) {
+func meshServicesConfig(n *inventory.Node, lis []proxyListener, ups []upstream, tokens map[string]string) ([]byte, [][]byte, error) {
 	f := servicesFile{Services: make([]serviceDef, len(lis))}
 	regs := make([][]byte, len(lis))
 	for i, l := range lis {
-		f.Services[i] = meshService(n, l, ups)
+		f.Services[i] = meshService(n, l, ups, tokens[l.ID])
 		reg, err := json.Marshal(f.Services[i])
 		if err != nil {
 			return nil, nil, err

@@ -38,7 +38,7 @@ func (c *cluster) proxyUnit(l proxyListener) []byte {
 	b.WriteString("\n[Service]\n")
 	b.WriteString("User=" + c.mesh.proxyUser + "\n")
 	b.WriteString("ExecStart=" + c.mesh.consulBinary + " connect proxy -sidecar-for " + l.ID +
-		" -http-addr 127.0.0.1:" + strconv.Itoa(portHTTP) + " -log-level info\n")
+		" -http-addr 127.0.0.1:" + strconv.Itoa(portHTTP) + c.tokenFlag(l) + " -log-level info\n")
 	b.WriteString("Restart=always\n")
 	b.WriteString("RestartSec=2\n")
 	b.WriteString("StartLimitInterval=0\n")
@@ -46,6 +46,14 @@ func (c *cluster) proxyUnit(l proxyListener) []byte {
 	b.WriteString("\n[Install]\n")
 	b.WriteString("WantedBy=multi-user.target\n")
 	return []byte(b.String())
+}
+
+// tokenFlag is the proxy's -token-file argument when ACLs are on.
+func (c *cluster) tokenFlag(l proxyListener) string {
+	if !c.aclOn {
+		return ""
+	}
+	return " -token-file " + TokenFile(c.tokenDir, l.ID)
 }
 
 // firewallUnit loads the rules at boot, after the distribution's own

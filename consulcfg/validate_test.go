@@ -34,6 +34,9 @@ func TestConsulValidate(t *testing.T) {
 		{"five-node-mesh-1.6.2", "1.6.2", fiveNodeMesh},
 		{"two-dc-mesh-1.6.2", "1.6.2", twoDCMesh},
 		{"two-dc-mesh-1.13.9", "1.13.9", withVersion(twoDCMesh, "1.13.9")},
+		{"five-node-mesh-acl-1.6.2", "1.6.2", withACL(fiveNodeMesh)},
+		{"two-dc-mesh-acl-1.13.9", "1.13.9", withACL(withVersion(twoDCMesh, "1.13.9"))},
+		{"five-node-acl-no-mesh-1.6.2", "1.6.2", withACL(fiveNode)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bin := consultest.Binary(t, tc.version)

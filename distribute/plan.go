@@ -244,7 +244,7 @@ func (s *Session) planNode(ctx context.Context, n *inventory.Node, np *NodePlan,
 	var fetch []string
 	for _, f := range b.Files {
 		fp := comparePlan(f, r.file(f.Path))
-		wantOld := (diffs && f.Kind != consulcfg.KindKey) || f.Kind == consulcfg.KindConfig
+		wantOld := (diffs && !f.Secret()) || f.Kind == consulcfg.KindConfig
 		if wantOld && fp.Action == ActionChange && r.file(f.Path).Regular {
 			fetch = append(fetch, f.Path)
 		}
@@ -326,7 +326,7 @@ func comparePlan(f consulcfg.File, r *remoteFile) FilePlan {
 		fp.Action = ActionCreate
 		fp.NewMode = modeString(f.Mode)
 		fp.NewOwner = ownerSpec(f.Owner, f.Group)
-		if f.Kind != consulcfg.KindCACert && f.Kind != consulcfg.KindCert && f.Kind != consulcfg.KindKey {
+		if f.Kind != consulcfg.KindCACert && f.Kind != consulcfg.KindCert && !f.Secret() {
 			fp.Diff = shortDiff(f.Path, nil, f.Content)
 		}
 		return fp

@@ -102,7 +102,7 @@ func ImportApigee(name string, data []byte) (*Import, error) {
 		return v, ok
 	}
 	im := &Import{Sources: []string{name}}
-	c := &Cluster{Name: DefaultImportCluster, Ports: map[string]PortRange{}, Mesh: Mesh{Enabled: true}}
+	c := &Cluster{Name: DefaultImportCluster, Ports: map[string]PortRange{}, Mesh: Mesh{Enabled: true}, ACL: ACL{Enabled: true}}
 	im.Cluster = c
 
 	region := "dc-1"
@@ -345,7 +345,7 @@ func MergeImports(imports ...*Import) (*Import, error) {
 		return nil, fmt.Errorf("merge imports: nothing to merge")
 	}
 	first := imports[0]
-	out := &Import{Cluster: &Cluster{Name: first.Cluster.Name, Ports: map[string]PortRange{}, Mesh: Mesh{Enabled: true}}}
+	out := &Import{Cluster: &Cluster{Name: first.Cluster.Name, Ports: map[string]PortRange{}, Mesh: Mesh{Enabled: true}, ACL: ACL{Enabled: true}}}
 	ps := newProblems("")
 	from := map[string]string{} // setting → source that set it
 	agree := func(setting string, dst *string, val, src string, secret bool) {

@@ -15,6 +15,7 @@ const (
 	DefaultNodeStateDir   = "/var/lib/mtlsctl"
 	DefaultUnitDir        = "/etc/systemd/system" // mesh.unit_dir
 	DefaultConsulBinary   = "/usr/bin/consul"     // mesh.consul_binary
+	DefaultTokenDir       = "/etc/mtlsctl/acl"    // acl.token_dir
 	// DefaultProxyUser runs the proxies when neither mesh.proxy_user nor
 	// consul.user is set.
 	DefaultProxyUser = "nobody"
@@ -115,8 +116,8 @@ func validComponent(c Component) bool {
 }
 
 // applyDefaults fills c's empty fields with the defaults and merges the
-// default port ranges under c.Ports. Mesh.Enabled is left as it is: its
-// default (true) is applied by the parser when the file does not set it, as
+// default port ranges under c.Ports. Mesh.Enabled and ACL.Enabled are left
+// as they are: their default (true) is applied by the parser when the file does not set it, as
 // a bool cannot tell "unset" from false.
 func applyDefaults(c *Cluster) {
 	def := func(p *string, v string) {
@@ -137,6 +138,7 @@ func applyDefaults(c *Cluster) {
 	def(&c.Mesh.UnitDir, DefaultUnitDir)
 	def(&c.Mesh.ConsulBinary, DefaultConsulBinary)
 	def(&c.Mesh.ProxyUser, defaultProxyUser(c))
+	def(&c.ACL.TokenDir, DefaultTokenDir)
 	if c.SSH.Port == 0 {
 		c.SSH.Port = DefaultSSHPort
 	}

@@ -83,6 +83,17 @@ func Marshal(c *Cluster) ([]byte, error) {
 		add(root, "mesh", mesh)
 	}
 
+	acl := mapping()
+	if !c.ACL.Enabled {
+		add(acl, "enabled", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "false"})
+	}
+	if c.ACL.TokenDir != "" && c.ACL.TokenDir != DefaultTokenDir {
+		addStr(acl, "token_dir", c.ACL.TokenDir)
+	}
+	if len(acl.Content) > 0 {
+		add(root, "acl", acl)
+	}
+
 	dcs := &yaml.Node{Kind: yaml.SequenceNode}
 	for _, dc := range c.Datacenters {
 		dn := mapping()

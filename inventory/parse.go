@@ -255,8 +255,9 @@ func (d *decoder) boolean(n *yaml.Node, path string) bool {
 }
 
 func (d *decoder) cluster(root *yaml.Node, c *Cluster) {
-	f := d.fields(root, "", "cluster", "consul", "ssh", "ports", "node_state_dir", "mesh", "datacenters")
+	f := d.fields(root, "", "cluster", "consul", "ssh", "ports", "node_state_dir", "mesh", "acl", "datacenters")
 	c.Mesh.Enabled = true // the mesh is on unless the file turns it off
+	c.ACL.Enabled = true  // so are ACLs
 	if f == nil {
 		return
 	}
@@ -273,6 +274,9 @@ func (d *decoder) cluster(root *yaml.Node, c *Cluster) {
 	}
 	if n, ok := f["mesh"]; ok {
 		d.mesh(n, &c.Mesh)
+	}
+	if n, ok := f["acl"]; ok {
+		d.acl(n, &c.ACL)
 	}
 	if n, ok := f["datacenters"]; ok {
 		for i, dn := range d.list(n, "datacenters") {
@@ -335,6 +339,19 @@ func (d *decoder) mesh(n *yaml.Node, m *Mesh) {
 			m.Allow = append(m.Allow, rule)
 		}
 	}
+}
+
+// acl decodes the acl block. A missing enabled key leaves ACLs on.
+func (d *decoder) acl(n *yaml.Node, a *ACL) {
+	f := d.fields(n, "acl", "enabled", "token_dir")
+	if v, ok := f["enabled"]; ok {
+		if r := d.resolve(v); r != nil && r.Kind == yaml.ScalarNode && r.Tag == "!!null" {
+			d.ps.addLine(r.Line, "acl.enabled", "must be true or false, found nothing: write true, or false to leave the agents' HTTP API open to local users (or remove the key: ACLs are on by default)")
+		} else {
+			a.Enabled = d.boolean(v, "acl.enabled")
+		}
+	}
+	a.TokenDir = d.str(f["token_dir"], "acl.token_dir")
 }
 
 // ports decodes the range overrides; malformed ones are reported and left out.

@@ -62,7 +62,10 @@ type Cluster struct {
 	NodeStateDir string `json:"node_state_dir"`
 	// Mesh configures the Consul Connect service mesh (proxies, transparent
 	// egress, intentions, firewall). On by default.
-	Mesh        Mesh         `json:"mesh"`
+	Mesh Mesh `json:"mesh"`
+	// ACL configures Consul's ACL system (default deny, tokens made and
+	// kept by mtlsctl). On by default.
+	ACL         ACL          `json:"acl"`
 	Datacenters []Datacenter `json:"datacenters"`
 	// Source is the path the cluster was loaded from ("" when parsed from bytes).
 	Source string `json:"-"`
@@ -110,6 +113,18 @@ type Mesh struct {
 	ProxyUser string `json:"proxy_user"`
 	// Allow adds allow rules to Apigee's connection table.
 	Allow []AllowRule `json:"allow,omitempty"`
+}
+
+// ACL is the cluster file's `acl:` block.
+type ACL struct {
+	// Enabled turns Consul's ACL system on with default_policy deny (default
+	// true): mtlsctl bootstraps it once, keeps the management token in the
+	// state directory, and gives every agent and every proxy a token of its
+	// own. Off leaves the agents' HTTP API open to every local user.
+	Enabled bool `json:"enabled"`
+	// TokenDir is where each node keeps its proxies' token files (default
+	// /etc/mtlsctl/acl), one per proxy, 0600 and owned by the proxy user.
+	TokenDir string `json:"token_dir"`
 }
 
 // AllowRule lets every node running From reach every listener of To on the

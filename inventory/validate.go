@@ -54,6 +54,10 @@ func validate(c *Cluster, ps *problems) (*Topology, error) {
 	validateConsul(c, ps)
 	validateSSH(c, ps)
 	validateMesh(c, ps)
+	checkNodePath(ps, "acl.token_dir", c.ACL.TokenDir)
+	if c.ACL.Enabled && !binaryRE.MatchString(c.ACL.TokenDir) {
+		ps.add("acl.token_dir", "token_dir %q must be an absolute path of letters, digits and . _ - + @ / only (the proxy units name their token files in ExecStart=), e.g. %s", c.ACL.TokenDir, DefaultTokenDir)
+	}
 
 	if len(c.Datacenters) == 0 {
 		ps.add("datacenters", "no datacenters: add at least one with its nodes")

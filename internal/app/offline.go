@@ -230,6 +230,9 @@ func Generate(c Common, o GenerateOptions) error {
 	if err != nil {
 		return err
 	}
+	if rep.ACL, err = ensureTokens(st, t, ports); err != nil {
+		return err
+	}
 	if c.JSON {
 		return c.writeJSON(rep)
 	}
@@ -239,6 +242,68 @@ func Generate(c Common, o GenerateOptions) error {
 		return err
 	}
 	return w.Flush()
+}
+
+// ensureTokens makes the ACL tokens the cluster file needs that the state
+// does not hold yet (an agent token per node, a token per service), and
+// retires those of nodes and services that are gone. Nil with ACLs off.
+func ensureTokens(st *ca.State, t *inventory.Topology, ports *inventory.Assignment) (*ca.ACLResult, error) {
+	if !t.Cluster.ACL.Enabled {
+		return nil, nil
+	}
+	refs, err := consulcfg.NodeServices(t, ports)
+	if err != nil {
+		return nil, err
+	}
+	want := make(map[string][]string, len(refs))
+	for node, rs := range refs {
+		for _, r := range rs {
+			want[node] = append(want[node], r.ID)
+		}
+		if want[node] == nil {
+			want[node] = []string{}
+		}
+	}
+	toks, err := st.ACLTokens()
+	if err != nil {
+		return nil, err
+	}
+	first := len(toks.Nodes) == 0
+	changed, err := toks.Ensure(want, nil)
+	if err != nil {
+		return nil, err
+	}
+	res := &ca.ACLResult{Action: ca.Kept, Tokens: toks.Count()}
+	if changed {
+		if err := st.SetACLTokens(toks); err != nil {
+			return nil, err
+		}
+		res.Action = ca.Updated
+		if first {
+			res.Action = ca.Created
+		}
+	}
+	return res, nil
+}
+
+// stateTokens returns the tokens to render with (nil with ACLs off).
+func stateTokens(st *ca.State, t *inventory.Topology) (map[string]consulcfg.NodeTokens, error) {
+	if !t.Cluster.ACL.Enabled {
+		return nil, nil
+	}
+	toks, err := st.ACLTokens()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]consulcfg.NodeTokens, len(toks.Nodes))
+	for name, nt := range toks.Nodes {
+		svc := make(map[string]string, len(nt.Services))
+		for id, tok := range nt.Services {
+			svc[id] = tok.SecretID
+		}
+		out[name] = consulcfg.NodeTokens{Agent: nt.Agent.SecretID, Services: svc}
+	}
+	return out, nil
 }
 
 // loadBundles is the shared front half of render, plan and apply: the
@@ -276,6 +341,10 @@ func renderWithPorts(c Common, t *inventory.Topology) ([]consulcfg.Bundle, *inve
 	if err != nil {
 		return nil, nil, err
 	}
+	tokens, err := stateTokens(st, t)
+	if err != nil {
+		return nil, nil, err
+	}
 	leaves := make(map[string]consulcfg.Leaf, len(creds.Leaves))
 	for name, l := range creds.Leaves {
 		leaves[name] = consulcfg.Leaf{CertPEM: l.CertPEM, KeyPEM: l.KeyPEM}
@@ -286,6 +355,7 @@ func renderWithPorts(c Common, t *inventory.Topology) ([]consulcfg.Bundle, *inve
 		CABundle:  creds.CABundlePEM,
 		Leaves:    leaves,
 		GossipKey: creds.GossipKey,
+		Tokens:    tokens,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -17,6 +17,9 @@ func writeGenerateReport(w io.Writer, state string, r *ca.GenerateReport) error 
 	if r.Ports != "" {
 		fmt.Fprintf(w, "ports       %s\n", r.Ports)
 	}
+	if r.ACL != nil {
+		fmt.Fprintf(w, "acl tokens  %-8s %d (an agent token per node, a token per service and proxy)\n", r.ACL.Action, r.ACL.Tokens)
+	}
 	counts := map[ca.Action]int{}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	header := false

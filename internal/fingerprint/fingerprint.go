@@ -32,6 +32,16 @@ func Gossip(key string) string {
 	return GossipPrefix + hex.EncodeToString(sum[:8])
 }
 
+// TokenPrefix starts every ACL token fingerprint.
+const TokenPrefix = "token:"
+
+// Token identifies a Consul ACL token (its secret ID) without revealing it:
+// "token:" and the first 16 hex digits of the SHA-256 of the trimmed text.
+func Token(secret string) string {
+	sum := sha256.Sum256([]byte(strings.TrimSpace(secret)))
+	return TokenPrefix + hex.EncodeToString(sum[:8])
+}
+
 // Cert is the SHA-256 fingerprint of a DER certificate as
 // `openssl x509 -noout -fingerprint -sha256` prints it: 32 upper-case hex
 // bytes joined by colons (AB:CD:...).
