@@ -245,9 +245,9 @@ func servicesConfig(n *inventory.Node, lis []proxyListener, tokens map[string]st
 	f := servicesFile{Services: make([]serviceDef, 0, len(lis))}
 	for _, l := range lis {
 		d := serviceDef{
-			ID:   l.ID,
-			Name: l.Service,
-			Tags: []string{"mtlsctl", l.Component},
+			ID:    l.ID,
+			Name:  l.Service,
+			Tags:  []string{"mtlsctl", l.Component},
 			Meta:  map[string]string{"component": l.Component, "node": n.Name},
 			Token: tokens[l.ID],
 		}
