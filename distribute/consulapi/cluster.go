@@ -56,6 +56,9 @@ type Cluster struct {
 	mu      sync.Mutex
 	apis    map[string]*api.Client
 	bundles map[string]*consulcfg.Bundle
+	// acl: see SetACL; aclSynced once the tokens were made this run.
+	acl       ACLConfig
+	aclSynced bool
 }
 
 // Dial returns a handle on the cluster t describes, with connections of
@@ -155,7 +158,7 @@ func (c *Cluster) API(ctx context.Context, node string) (*api.Client, error) {
 	cl, err = api.NewClient(&api.Config{
 		Address:    agentHTTPAddr,
 		Scheme:     "http",
-		HttpClient: &http.Client{Transport: tr, Timeout: c.p.Options().StepTimeout},
+		HttpClient: &http.Client{Transport: tokenTransport{c: c, base: tr}, Timeout: c.p.Options().StepTimeout},
 	})
 	if err != nil {
 		return nil, transport.WrapNode(n.Name, "consul api", err)

@@ -155,8 +155,11 @@ type Health struct {
 	Datacenters []*DCHealth   `json:"datacenters"`
 	Keyring     []KeyringPool `json:"keyring,omitempty"`
 	// KeyringError says why the keyring could not be listed.
-	KeyringError string        `json:"keyring_error,omitempty"`
-	Nodes        []*NodeHealth `json:"nodes"`
+	KeyringError string `json:"keyring_error,omitempty"`
+	// ACLError says why the ACL system could not be bootstrapped or its
+	// tokens made.
+	ACLError string        `json:"acl_error,omitempty"`
+	Nodes    []*NodeHealth `json:"nodes"`
 }
 
 // DC returns the datacenter called name, or nil.
@@ -214,6 +217,12 @@ func (c *Cluster) Health(ctx context.Context) (*Health, error) {
 func (c *Cluster) health(ctx context.Context, o healthOpts) (*Health, error) {
 	t := c.topo
 	h := &Health{Time: time.Now().UTC()}
+	if err := c.ensureACL(ctx); err != nil {
+		h.ACLError = err.Error()
+		if errors.Is(err, ErrACLBootstrapped) || ctx.Err() != nil {
+			return h, err
+		}
+	}
 	var wg sync.WaitGroup
 	for _, dc := range t.Cluster.Datacenters {
 		if o.dcs != nil && !o.dcs[dc.Name] {
@@ -456,6 +465,9 @@ func (h *Health) Problems(t *inventory.Topology, want Want) []string {
 		return []string{err.Error()}
 	}
 	var out []string
+	if h.ACLError != "" {
+		out = append(out, "ACL: "+h.ACLError)
+	}
 	dcs := map[string]bool{}
 	for _, n := range wanted {
 		dcs[n.Datacenter] = true

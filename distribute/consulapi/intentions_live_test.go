@@ -116,12 +116,13 @@ func freePorts(t *testing.T, n int) []int {
 // devAgent starts `consul agent -dev` of version on loopback (stopped, by
 // its PID, when the test ends) and returns a client of its HTTP API whose
 // intention writes go through the returned recorder.
-func devAgent(t *testing.T, version string) (*api.Client, *recorder) {
+func devAgent(t *testing.T, version string, extraHCL ...string) (*api.Client, *recorder) {
 	t.Helper()
 	bin := consultest.Binary(t, version)
 	dir := t.TempDir()
 	ports := freePorts(t, 4)
 	hcl := fmt.Sprintf("ports { http = %d serf_lan = %d serf_wan = %d server = %d dns = -1 grpc = -1 https = -1 }", ports[0], ports[1], ports[2], ports[3])
+	hcl += " " + strings.Join(extraHCL, " ")
 	logPath := filepath.Join(dir, "consul.log")
 	logf, err := os.Create(logPath)
 	if err != nil {

@@ -155,11 +155,20 @@ type remote struct {
 
 // openRemote loads the cluster file and the state, renders the bundles of
 // the selected nodes and opens the session (connections are made lazily).
-func openRemote(c Common, d DistOptions) (*remote, error) { return openRemoteForce(c, d, false) }
+func openRemote(c Common, d DistOptions) (*remote, error) {
+	return openRemoteMode(c, d, false, true)
+}
 
 // openRemoteForce is openRemote for commands that change nodes; force
 // lets them take over node locks left by a dead run (--force-unlock).
 func openRemoteForce(c Common, d DistOptions, force bool) (*remote, error) {
+	return openRemoteMode(c, d, force, false)
+}
+
+// openRemoteMode is openRemote with the force-unlock flag, and readOnly for
+// the commands that only look: they use the ACL management token but
+// never bootstrap the ACL system or write tokens.
+func openRemoteMode(c Common, d DistOptions, force, readOnly bool) (*remote, error) {
 	t, err := inventory.Load(c.Inventory)
 	if err != nil {
 		return nil, err
@@ -186,7 +195,12 @@ func openRemoteForce(c Common, d DistOptions, force bool) (*remote, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &remote{t: t, all: all, ports: ports, bundles: bundles, st: st, sess: sess, rep: rep, skipLive: d.SkipLive}, nil
+	r := &remote{t: t, all: all, ports: ports, bundles: bundles, st: st, sess: sess, rep: rep, skipLive: d.SkipLive}
+	if err := r.setupACL(readOnly); err != nil {
+		sess.Close()
+		return nil, err
+	}
+	return r, nil
 }
 
 func (r *remote) close() { r.sess.Close() }
@@ -429,8 +443,11 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 		}
 	}
 	if !d.SkipLive {
-		// Intentions are the cluster's, not a node's: written once the
-		// agents answer, also when no node changed (a drifted intention).
+		// Tokens and intentions are the cluster's, not a node's: written
+		// once the agents answer, also when no node changed (drift).
+		if err := r.sess.Live().EnsureACL(ctx); err != nil {
+			return fmt.Errorf("ACL: %w", err)
+		}
 		if err := r.syncIntentions(ctx, c); err != nil {
 			return err
 		}
@@ -438,6 +455,9 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 			if err := r.waitProxies(ctx, c); err != nil {
 				return err
 			}
+		}
+		if err := r.pruneTokens(ctx, c); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -49,7 +49,7 @@ var ErrInvalidOptions = errors.New("testnet: invalid options")
 // its own root home (its own ~/.ssh) and the host's shell startup files,
 // which bash reads for every ssh command, do not run inside nodes.
 func DefaultPrivateDirs() []string {
-	return []string{"/etc/consul.d", "/opt/consul", "/root", "/var/lib/mtlsctl"}
+	return []string{"/etc/consul.d", "/etc/mtlsctl", "/opt/consul", "/root", "/var/lib/mtlsctl"}
 }
 
 // Options says what New builds. The zero value means three nodes n1..n3 on
