@@ -77,16 +77,18 @@ func (h *hostKeys) knownTypes(addr string) []string {
 }
 
 // callback returns the HostKeyCallback for one node. The error it returns is
-// also stored in *got, because the SSH library wraps it.
-func (h *hostKeys) callback(node string, got *error) ssh.HostKeyCallback {
+// also stored in *got, because the SSH library wraps it. note is added to
+// an unknown-host error. The hostname it is called with is the name to look
+// up and record (host:port, or the HostKeyAlias).
+func (h *hostKeys) callback(node, note string, got *error) ssh.HostKeyCallback {
 	return func(hostname string, remote net.Addr, key ssh.PublicKey) error {
-		err := h.check(node, hostname, remote, key)
+		err := h.check(node, note, hostname, remote, key)
 		*got = err
 		return err
 	}
 }
 
-func (h *hostKeys) check(node, hostname string, remote net.Addr, key ssh.PublicKey) error {
+func (h *hostKeys) check(node, note, hostname string, remote net.Addr, key ssh.PublicKey) error {
 	err := h.current()(hostname, remote, key)
 	if err == nil {
 		return nil
@@ -110,8 +112,8 @@ func (h *hostKeys) check(node, hostname string, remote net.Addr, key ssh.PublicK
 	case errors.As(err, &ke):
 		if !h.accept {
 			return fmt.Errorf("%w: %s (%s) is not in known_hosts (%s); it offered %s. "+
-				"Check the fingerprint, then rerun with --accept-new-host-keys to record it in %s",
-				ErrUnknownHost, node, hostname, strings.Join(h.files, ", "), offered, h.writeFile)
+				"Check the fingerprint, then rerun with --accept-new-host-keys to record it in %s%s",
+				ErrUnknownHost, node, knownhosts.Normalize(hostname), strings.Join(h.files, ", "), offered, h.writeFile, note)
 		}
 		if _, isCert := key.(*ssh.Certificate); isCert {
 			return fmt.Errorf("%w: %s (%s) offered a host certificate (%s) from an authority known_hosts does not list; add a @cert-authority line",
