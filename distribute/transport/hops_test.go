@@ -434,6 +434,8 @@ func TestJumpSpecErrors(t *testing.T) {
 			want: []string{"ProxyJump for host node in ", "longer than 8 hops", "loop"}},
 		{name: "both ProxyJump and ProxyCommand", config: "Host node\n  ProxyJump a\n  ProxyCommand nc %h %p\n",
 			want: []string{"host node has both ProxyJump (a) and ProxyCommand (nc %h %p)", ".ssh/config"}},
+		{name: "shell characters in a host for ProxyCommand", bastion: "jump;touch${IFS}pwned", config: "Host *\n  ProxyCommand nc %h %p\n",
+			want: []string{"ProxyCommand for host jump;touch${IFS}pwned: %h would be", "a character the shell would interpret"}},
 		{name: "unsupported ProxyCommand token", config: "Host node\n  ProxyCommand nc %C\n",
 			want: []string{".ssh/config: ProxyCommand for host node: token %C is not supported"}},
 	}

@@ -16,8 +16,21 @@ import (
 
 // expandProxyTokens expands the tokens OpenSSH documents for ProxyCommand:
 // %h (host after HostName), %p (port), %r (user), %n (the name as given)
-// and %%. Any other token is refused rather than passed on literally.
+// and %%. Any other token is refused rather than passed on literally. The
+// values go into a shell command line unquoted, as in OpenSSH, so a value
+// the shell would interpret (a host "a;id" in the cluster file) is refused,
+// as OpenSSH does since 9.6.
 func expandProxyTokens(cmd string, e endpoint) (string, error) {
+	for _, v := range []struct{ token, value string }{{"%h", e.host}, {"%r", e.user}, {"%n", e.alias}} {
+		if !strings.Contains(cmd, v.token) {
+			continue
+		}
+		for _, r := range v.value {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-:+@%", r)) {
+				return "", fmt.Errorf("%s would be %q, which holds %q, a character the shell would interpret; use a plain host and user name", v.token, v.value, r)
+			}
+		}
+	}
 	var b strings.Builder
 	for i := 0; i < len(cmd); i++ {
 		if cmd[i] != '%' {
