@@ -188,9 +188,16 @@ func (c *Conn) Run(ctx context.Context, name, script string) (string, error) {
 }
 
 // Dial opens a TCP connection to addr as seen from the node (a direct-tcpip
-// channel on the SSH connection: no session, no shell).
+// channel on the SSH connection: no session, no shell). The node's answer to
+// the channel open is awaited for at most ConnectTimeout.
 func (c *Conn) Dial(ctx context.Context, addr string) (net.Conn, error) {
-	return c.client.DialContext(ctx, "tcp", addr)
+	dctx, cancel := context.WithTimeout(ctx, c.s.o.ConnectTimeout)
+	defer cancel()
+	nc, err := c.client.DialContext(dctx, "tcp", addr)
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("%w: %s did not open a channel to %s within %s", ErrTimeout, c.ep.addr(), addr, c.s.o.ConnectTimeout)
+	}
+	return nc, err
 }
 
 // Download reads whole files concurrently on the SFTP session, with reads

@@ -1,7 +1,8 @@
 // Package transport is how mtlsctl reaches nodes: one SSH connection per
 // node for a whole command (known_hosts checking with hashed entries and
-// @cert-authority, ssh-agent and identity files, ~/.ssh/config, bastion,
-// sudo), and on it at most two sessions: one remote shell that runs every
+// @cert-authority, ssh-agent and identity files, ~/.ssh/config with
+// HostKeyAlias, ProxyJump chains and ProxyCommand, sudo; every hop under a
+// deadline), and on it at most two sessions: one remote shell that runs every
 // step of the command (Conn.Run) and one SFTP session for file transfers.
 // Tunnels to the node's loopback ports (Conn.Dial) are channels, not
 // sessions, and start no shell.

@@ -77,27 +77,30 @@ func (h *hostKeys) knownTypes(addr string) []string {
 }
 
 // callback returns the HostKeyCallback for one node. The error it returns is
-// also stored in *got, because the SSH library wraps it.
-func (h *hostKeys) callback(node string, got *error) ssh.HostKeyCallback {
+// also stored in *got, because the SSH library wraps it. note is added to
+// an unknown-host error. The hostname it is called with is the name to look
+// up and record (host:port, or the HostKeyAlias).
+func (h *hostKeys) callback(node, note string, got *error) ssh.HostKeyCallback {
 	return func(hostname string, remote net.Addr, key ssh.PublicKey) error {
-		err := h.check(node, hostname, remote, key)
+		err := h.check(node, note, hostname, remote, key)
 		*got = err
 		return err
 	}
 }
 
-func (h *hostKeys) check(node, hostname string, remote net.Addr, key ssh.PublicKey) error {
+func (h *hostKeys) check(node, note, hostname string, remote net.Addr, key ssh.PublicKey) error {
 	err := h.current()(hostname, remote, key)
 	if err == nil {
 		return nil
 	}
 	offered := fmt.Sprintf("%s key %s", key.Type(), ssh.FingerprintSHA256(key))
+	name := knownhosts.Normalize(hostname) // as known_hosts spells it
 	var ke *knownhosts.KeyError
 	var re *knownhosts.RevokedError
 	switch {
 	case errors.As(err, &re):
 		return fmt.Errorf("%w: %s (%s) offered %s, which %s:%d marks @revoked; mtlsctl will not connect",
-			ErrHostKeyMismatch, node, hostname, offered, re.Revoked.Filename, re.Revoked.Line)
+			ErrHostKeyMismatch, node, name, offered, re.Revoked.Filename, re.Revoked.Line)
 	case errors.As(err, &ke) && len(ke.Want) > 0:
 		var known []string
 		for _, w := range ke.Want {
@@ -106,23 +109,23 @@ func (h *hostKeys) check(node, hostname string, remote net.Addr, key ssh.PublicK
 		return fmt.Errorf("%w: %s (%s) offered %s, but known_hosts has %s. "+
 			"This may be an attack; if the host was really reinstalled, remove that line (ssh-keygen -R %s) and verify the new key. "+
 			"No option overrides a changed host key",
-			ErrHostKeyMismatch, node, hostname, offered, strings.Join(known, "; "), knownhosts.Normalize(hostname))
+			ErrHostKeyMismatch, node, name, offered, strings.Join(known, "; "), name)
 	case errors.As(err, &ke):
 		if !h.accept {
 			return fmt.Errorf("%w: %s (%s) is not in known_hosts (%s); it offered %s. "+
-				"Check the fingerprint, then rerun with --accept-new-host-keys to record it in %s",
-				ErrUnknownHost, node, hostname, strings.Join(h.files, ", "), offered, h.writeFile)
+				"Check the fingerprint, then rerun with --accept-new-host-keys to record it in %s%s",
+				ErrUnknownHost, node, name, strings.Join(h.files, ", "), offered, h.writeFile, note)
 		}
 		if _, isCert := key.(*ssh.Certificate); isCert {
 			return fmt.Errorf("%w: %s (%s) offered a host certificate (%s) from an authority known_hosts does not list; add a @cert-authority line",
-				ErrUnknownHost, node, hostname, offered)
+				ErrUnknownHost, node, name, offered)
 		}
 		return h.record(hostname, key)
 	case strings.Contains(err.Error(), "no authorities for hostname"):
 		return fmt.Errorf("%w: %s (%s) offered a host certificate (%s) signed by an authority known_hosts does not trust for this host; add a @cert-authority line",
-			ErrUnknownHost, node, hostname, offered)
+			ErrUnknownHost, node, name, offered)
 	default:
-		return fmt.Errorf("%w: %s (%s) offered %s: %v", ErrHostKeyMismatch, node, hostname, offered, err)
+		return fmt.Errorf("%w: %s (%s) offered %s: %v", ErrHostKeyMismatch, node, name, offered, err)
 	}
 }
 

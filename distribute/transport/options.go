@@ -11,7 +11,9 @@ import (
 type Options struct {
 	// Concurrency bounds how many nodes are worked on at once (default 20).
 	Concurrency int
-	// ConnectTimeout bounds TCP connect plus SSH handshake per hop (default 15s).
+	// ConnectTimeout bounds each step of reaching a node, on every hop
+	// (bastion or node): the TCP connect, the channel open through the
+	// bastion before it, the SSH handshake and login (default 15s).
 	ConnectTimeout time.Duration
 	// StepTimeout bounds every later step on a node: one script, one upload
 	// batch, one download batch (default 2m).

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,11 +22,11 @@ import (
 // node, shared by every step of the command, and the loaded keys and
 // known_hosts. It is safe for concurrent use; Close it when done.
 type Pool struct {
-	o      Options
-	topo   *inventory.Topology
-	keys   *hostKeys
-	sshCfg *ssh_config.Config
-	cfgErr error
+	o       Options
+	topo    *inventory.Topology
+	keys    *hostKeys
+	sshCfg  *ssh_config.Config
+	cfgPath string // the ssh config file read, for messages
 
 	authOnce sync.Once
 	signers  []ssh.Signer
@@ -36,8 +35,8 @@ type Pool struct {
 
 	mu       sync.Mutex
 	conns    map[string]*Conn
-	bmu      sync.Mutex // guards bastions; held while a bastion handshakes
-	bastions map[string]*ssh.Client
+	bmu      sync.Mutex // guards bastions (not held while one connects)
+	bastions map[string]*bastionConn
 }
 
 // New prepares a pool for the nodes of t. It connects lazily: no node is
@@ -47,7 +46,7 @@ func New(t *inventory.Topology, o Options) (*Pool, error) {
 		return nil, errors.New("transport: no topology (load the cluster file first)")
 	}
 	o = o.WithDefaults()
-	s := &Pool{o: o, topo: t, conns: map[string]*Conn{}, bastions: map[string]*ssh.Client{}}
+	s := &Pool{o: o, topo: t, conns: map[string]*Conn{}, bastions: map[string]*bastionConn{}}
 	if err := s.loadSSHConfig(); err != nil {
 		return nil, err
 	}
@@ -96,7 +95,7 @@ func (s *Pool) loadSSHConfig() error {
 	if err != nil {
 		return fmt.Errorf("ssh config %s: %w (fix the file or point HOME elsewhere)", p, err)
 	}
-	s.sshCfg = cfg
+	s.sshCfg, s.cfgPath = cfg, p
 	return nil
 }
 
@@ -130,89 +129,6 @@ func (s *Pool) ReportEvent(e Event) {
 // Addr is where the node's SSH server is reached (host:port, after
 // ~/.ssh/config), for reports.
 func (s *Pool) Addr(n *inventory.Node) string { return s.endpoint(n).addr() }
-
-// endpoint is where and as whom to reach a node.
-type endpoint struct {
-	alias string // the name the cluster file gives (ssh_host or address)
-	host  string // after ~/.ssh/config HostName
-	port  int
-	user  string
-	jump  string // [user@]host[:port] or ""
-	ids   []string
-}
-
-func (e endpoint) addr() string { return net.JoinHostPort(e.host, strconv.Itoa(e.port)) }
-
-// endpoint resolves a node: the node's own ssh_* fields first, then
-// ~/.ssh/config for that host, then the cluster's ssh section.
-func (s *Pool) endpoint(n *inventory.Node) endpoint {
-	c := s.topo.Cluster.SSH
-	e := endpoint{alias: n.SSHHost}
-	if e.alias == "" {
-		e.alias = n.Address
-	}
-	return s.resolve(e.alias, n.SSHUser, n.SSHPort, c)
-}
-
-func (s *Pool) resolve(alias, user string, port int, c inventory.SSH) endpoint {
-	e := endpoint{alias: alias, host: alias, user: user, port: port}
-	if h := s.cfg(alias, "HostName"); h != "" {
-		e.host = strings.ReplaceAll(h, "%h", alias)
-	}
-	if e.user == "" {
-		e.user = s.cfg(alias, "User")
-	}
-	if e.user == "" {
-		e.user = c.User
-	}
-	if e.user == "" {
-		e.user = "root"
-	}
-	if e.port == 0 {
-		e.port, _ = strconv.Atoi(s.cfg(alias, "Port"))
-	}
-	if e.port == 0 {
-		e.port = c.Port
-	}
-	if e.port == 0 {
-		e.port = 22
-	}
-	e.jump = c.Bastion
-	if e.jump == "" {
-		if j := s.cfg(alias, "ProxyJump"); j != "" && !strings.EqualFold(j, "none") {
-			e.jump = strings.Split(j, ",")[0]
-		}
-	}
-	if c.IdentityFile != "" {
-		e.ids = append(e.ids, s.expand(c.IdentityFile))
-	}
-	if s.sshCfg != nil {
-		ids, _ := s.sshCfg.GetAll(alias, "IdentityFile")
-		for _, id := range ids {
-			e.ids = append(e.ids, s.expand(id))
-		}
-	}
-	for _, id := range s.o.IdentityFiles {
-		e.ids = append(e.ids, s.expand(id))
-	}
-	return e
-}
-
-// parseJump splits a ProxyJump/bastion spec "[user@]host[:port]".
-func (s *Pool) parseJump(spec string) endpoint {
-	user := ""
-	if i := strings.LastIndex(spec, "@"); i >= 0 {
-		user, spec = spec[:i], spec[i+1:]
-	}
-	host, port := spec, 0
-	if h, p, err := net.SplitHostPort(spec); err == nil {
-		host = h
-		port, _ = strconv.Atoi(p)
-	}
-	e := s.resolve(host, user, port, inventory.SSH{User: s.topo.Cluster.SSH.User, IdentityFile: s.topo.Cluster.SSH.IdentityFile})
-	e.jump = "" // one hop
-	return e
-}
 
 // loadSigners gathers the agent's keys and the identity files' keys, once.
 func (s *Pool) loadSigners(ids []string) ([]ssh.Signer, error) {
@@ -282,129 +198,6 @@ func (s *Pool) loadIdentity(file string) (ssh.Signer, error) {
 	return sg, nil
 }
 
-// dialTCP opens the raw connection for e, through the bastion if any.
-func (s *Pool) dialTCP(ctx context.Context, node string, e endpoint) (net.Conn, error) {
-	if e.jump != "" {
-		b, err := s.bastion(ctx, node, e.jump)
-		if err != nil {
-			return nil, err
-		}
-		c, err := b.DialContext(ctx, "tcp", e.addr())
-		if err != nil {
-			return nil, fmt.Errorf("%w: via bastion %s to %s: %v", ErrUnreachable, e.jump, e.addr(), err)
-		}
-		return c, nil
-	}
-	dctx, cancel := context.WithTimeout(ctx, s.o.ConnectTimeout)
-	defer cancel()
-	var c net.Conn
-	var err error
-	if s.o.Dial != nil {
-		c, err = s.o.Dial(dctx, "tcp", e.addr())
-	} else {
-		var d net.Dialer
-		c, err = d.DialContext(dctx, "tcp", e.addr())
-	}
-	if err != nil {
-		var ne net.Error
-		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, fmt.Errorf("%w: connecting to %s after %s", ErrTimeout, e.addr(), s.o.ConnectTimeout)
-		}
-		return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, e.addr(), err)
-	}
-	return c, nil
-}
-
-// bastion returns the (shared) connection to a jump host.
-func (s *Pool) bastion(ctx context.Context, node, spec string) (*ssh.Client, error) {
-	s.bmu.Lock()
-	defer s.bmu.Unlock() // one handshake per bastion; nodes behind it wait
-	if c, ok := s.bastions[spec]; ok {
-		return c, nil
-	}
-	e := s.parseJump(spec)
-	c, err := s.handshake(ctx, "bastion "+spec, e)
-	if err != nil {
-		return nil, fmt.Errorf("bastion %s: %w", spec, err)
-	}
-	s.bastions[spec] = c
-	return c, nil
-}
-
-// handshake dials e and runs the SSH handshake under ConnectTimeout.
-func (s *Pool) handshake(ctx context.Context, node string, e endpoint) (*ssh.Client, error) {
-	signers, err := s.loadSigners(e.ids)
-	if err != nil {
-		return nil, err
-	}
-	conn, err := s.dialTCP(ctx, node, e)
-	if err != nil {
-		return nil, err
-	}
-	var hkErr error
-	cfg := &ssh.ClientConfig{
-		User:              e.user,
-		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signers...)},
-		HostKeyCallback:   s.keys.callback(node, &hkErr),
-		HostKeyAlgorithms: hostKeyAlgorithms(s.keys.knownTypes(e.addr())),
-		Timeout:           s.o.ConnectTimeout,
-	}
-	// Deadline on the whole handshake: closing the connection unblocks it,
-	// which works for tunnelled connections too (they have no deadlines).
-	var timedOut, cancelled bool
-	var tmu sync.Mutex
-	stop := make(chan struct{})
-	go func() {
-		t := time.NewTimer(s.o.ConnectTimeout)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			tmu.Lock()
-			timedOut = true
-			tmu.Unlock()
-			conn.Close()
-		case <-ctx.Done():
-			tmu.Lock()
-			cancelled = true
-			tmu.Unlock()
-			conn.Close()
-		case <-stop:
-		}
-	}()
-	sc, chans, reqs, err := ssh.NewClientConn(conn, e.addr(), cfg)
-	close(stop)
-	tmu.Lock()
-	to, cc := timedOut, cancelled
-	tmu.Unlock()
-	if err != nil {
-		conn.Close()
-		switch {
-		case hkErr != nil:
-			return nil, hkErr
-		case cc:
-			return nil, ctx.Err()
-		case to:
-			return nil, fmt.Errorf("%w: ssh handshake with %s took longer than %s", ErrTimeout, e.addr(), s.o.ConnectTimeout)
-		case strings.Contains(err.Error(), "unable to authenticate"):
-			return nil, fmt.Errorf("%w: %s@%s refused every key offered (%d key(s): check the user and that the public key is in authorized_keys)",
-				ErrAuth, e.user, e.addr(), len(signers))
-		default:
-			return nil, fmt.Errorf("%w: ssh handshake with %s: %v", ErrUnreachable, e.addr(), err)
-		}
-	}
-	if to || cc {
-		sc.Close()
-		if cc {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("%w: ssh handshake with %s", ErrTimeout, e.addr())
-	}
-	return ssh.NewClient(sc, chans, reqs), nil
-}
-
 // Conn returns the node's connection, making it on first use: one SSH
 // connection per node for the whole command.
 func (s *Pool) Conn(ctx context.Context, n *inventory.Node) (*Conn, error) {
@@ -423,8 +216,11 @@ func (s *Pool) Conn(ctx context.Context, n *inventory.Node) (*Conn, error) {
 		s.mu.Unlock()
 	}
 	e := s.endpoint(n)
+	if e.err != nil {
+		return nil, e.err
+	}
 	s.Report(n.Name, "connect", e.user+"@"+e.addr(), nil)
-	client, err := s.handshake(ctx, n.Name, e)
+	client, err := s.connect(ctx, n.Name, e)
 	if err != nil {
 		return nil, err
 	}
@@ -454,9 +250,9 @@ func (s *Pool) Close() {
 	}
 	s.bmu.Lock()
 	for _, b := range s.bastions {
-		b.Close()
+		b.close()
 	}
-	s.bastions = map[string]*ssh.Client{}
+	s.bastions = map[string]*bastionConn{}
 	s.bmu.Unlock()
 	if s.agentC != nil {
 		s.agentC.Close()
