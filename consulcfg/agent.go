@@ -70,6 +70,7 @@ type agentPorts struct {
 type agentTLS struct {
 	Defaults    tlsDefaults    `json:"defaults"`
 	InternalRPC tlsInternalRPC `json:"internal_rpc"`
+	GRPC        tlsGRPC        `json:"grpc"`
 }
 
 type tlsDefaults struct {
@@ -82,6 +83,14 @@ type tlsDefaults struct {
 
 type tlsInternalRPC struct {
 	VerifyServerHostname bool `json:"verify_server_hostname"`
+}
+
+// tlsGRPC overrides tls.defaults for the gRPC port. Envoy fetches its xDS
+// config there without a client certificate, so with verify_incoming
+// inherited from the defaults it is refused and Connect proxies get no
+// config (hashicorp/consul#13088, #13124).
+type tlsGRPC struct {
+	VerifyIncoming bool `json:"verify_incoming"`
 }
 
 type agentConnect struct {
@@ -134,6 +143,7 @@ func (c *cluster) agentConfig(in Input, n *inventory.Node, tokens NodeTokens) ([
 				VerifyIncoming: true, VerifyOutgoing: true,
 			},
 			InternalRPC: tlsInternalRPC{VerifyServerHostname: true},
+			GRPC:        tlsGRPC{VerifyIncoming: false},
 		}
 	} else {
 		cfg.CAFile, cfg.CertFile, cfg.KeyFile = c.paths.ca, c.paths.cert, c.paths.key

@@ -234,6 +234,11 @@ func TestAgentConfigSchemaByVersion(t *testing.T) {
 				if tls["internal_rpc"].(map[string]any)["verify_server_hostname"] != true {
 					t.Errorf("tls.internal_rpc = %v", tls["internal_rpc"])
 				}
+				// Envoy presents no client certificate for xDS: gRPC must not
+				// demand one (hashicorp/consul#13088).
+				if g, ok := tls["grpc"].(map[string]any); !ok || g["verify_incoming"] != false {
+					t.Errorf("tls.grpc = %v, want verify_incoming false", tls["grpc"])
+				}
 			}
 		})
 	}

@@ -45,6 +45,7 @@ func TestNeedsRestart(t *testing.T) {
 		{"services added", flat, edit(flat, `"server":true`, `"server":true,"services":[{"name":"x"}]`), false},
 		{"tls block file change", block, edit(block, `/tls/agent.pem`, `/tls/new.pem`), false},
 		{"tls block verify change", block, edit(block, `"verify_server_hostname":true`, `"verify_server_hostname":false`), true},
+		{"tls block grpc section added", block, edit(block, `"internal_rpc":{"verify_server_hostname":true}`, `"internal_rpc":{"verify_server_hostname":true},"grpc":{"verify_incoming":false}`), true},
 		{"flat to tls block", flat, block, true},
 		{"old not json", "not json", flat, true},
 		{"new not an object", flat, `[1,2]`, true},

@@ -93,6 +93,9 @@ func NodeNameForIP(ip netip.Addr) string {
 func ImportApigee(name string, data []byte) (*Import, error) {
 	ps := newProblems(name)
 	vars := parseSilent(ps, data)
+	if vars == nil {
+		return nil, ps.err()
+	}
 	get := func(key string) (silentVar, bool) {
 		v, ok := vars[key]
 		if ok && v.err != "" {

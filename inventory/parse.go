@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -61,6 +63,10 @@ var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 // decode turns data into a Cluster, recording each field's line in ps. It
 // returns nil when the YAML itself cannot be read.
 func decode(ps *problems, data []byte) *Cluster {
+	if line, msg := checkText(data); msg != "" {
+		ps.addLine(line, "", "%s", msg)
+		return nil
+	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
 	if err := dec.Decode(&doc); err != nil {
@@ -483,4 +489,52 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// checkText finds the first byte of an input file that is not UTF-8 text,
+// which the YAML reader refuses without saying where: an invalid UTF-8
+// sequence, or a character outside YAML's printable set (C0 controls but
+// tab, CR and LF; DEL; C1 controls but NEL; U+FFFE, U+FFFF). It returns its
+// line and a message with the column and byte offset, or "" when the text
+// is fine. A UTF-16 or UTF-32 file is refused as a whole: input files are
+// UTF-8, like what Marshal writes. The silent-config importer uses it too.
+func checkText(data []byte) (int, string) {
+	switch {
+	case bytes.HasPrefix(data, []byte{0, 0, 0xfe, 0xff}), bytes.HasPrefix(data, []byte{0xff, 0xfe, 0, 0}):
+		return 1, "the file is UTF-32 (it starts with a byte-order mark): save it as UTF-8"
+	case bytes.HasPrefix(data, []byte{0xfe, 0xff}), bytes.HasPrefix(data, []byte{0xff, 0xfe}):
+		return 1, "the file is UTF-16 (it starts with a byte-order mark): save it as UTF-8"
+	}
+	line, lineStart := 1, 0
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		var what string
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			what = fmt.Sprintf("byte 0x%02x is not valid UTF-8", data[i])
+		case !yamlPrintable(r):
+			what = fmt.Sprintf("character %U is a control character, not text", r)
+		}
+		if what != "" {
+			col := utf8.RuneCount(data[lineStart:i]) + 1
+			return line, fmt.Sprintf("%s (column %d, byte offset %d): save the file as UTF-8 text without it", what, col, i)
+		}
+		if r == '\n' {
+			line, lineStart = line+1, i+1
+		}
+		i += size
+	}
+	return 0, ""
+}
+
+// yamlPrintable is YAML 1.2's c-printable set, which the YAML reader
+// checks every character against.
+func yamlPrintable(r rune) bool {
+	switch {
+	case r == '\t' || r == '\n' || r == '\r' || r == 0x85:
+		return true
+	case r >= 0x20 && r <= 0x7e, r >= 0xa0 && r <= 0xd7ff, r >= 0xe000 && r <= 0xfffd, r >= 0x10000 && r <= 0x10ffff:
+		return true
+	}
+	return false
 }

@@ -178,7 +178,7 @@ func TestParseErrors(t *testing.T) {
 		{"invalid address", "198.18.0.12", "198.18.0.300 # here", "# here", "datacenters[0].nodes[1].address", `"198.18.0.300" is not an IP address`},
 		{"host name address", "198.18.0.12", "db1.example.com # here", "# here", "datacenters[0].nodes[1].address", "host names are not accepted"},
 		{"cidr address", "198.18.0.12", "198.18.0.0/24 # here", "# here", "datacenters[0].nodes[1].address", "is not an IP address"},
-		{"unspecified address", "198.18.0.12", "0.0.0.0 # here", "# here", "datacenters[0].nodes[1].address", "give the node's unicast IP"},
+		{"unspecified address", "198.18.0.12", "0.0.0.0 # here", "# here", "datacenters[0].nodes[1].address", `"0.0.0.0" is the unspecified address`},
 		{"missing address", "        address: 198.18.0.12\n", "", "name: n2", "datacenters[0].nodes[1].address", "has no address"},
 		{"invalid node name", "name: n2", "name: N_2 # here", "# here", "datacenters[0].nodes[1].name", `node name "N_2" must be a DNS label`},
 		{"node name with trailing dash", "name: n2", "name: n2- # here", "# here", "datacenters[0].nodes[1].name", "must be a DNS label"},

@@ -30,12 +30,17 @@ var shellNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // parseSilent reads a shell-style KEY=VALUE file. Lines that are not
 // assignments are reported; values are unquoted and $NAME / ${NAME}
-// references to earlier keys expanded.
+// references to earlier keys expanded. It returns nil when it refuses the
+// file as a whole (too large, not UTF-8 text, expanding without bound).
 func parseSilent(ps *problems, data []byte) map[string]silentVar {
 	vars := map[string]silentVar{}
 	if len(data) > maxSilentFile {
 		ps.addLine(1, "", "the file is %d bytes, more than a silent config's %d: is it the right file?", len(data), maxSilentFile)
-		return vars
+		return nil
+	}
+	if line, msg := checkText(data); msg != "" {
+		ps.addLine(line, "", "%s", msg)
+		return nil
 	}
 	total := 0
 	for i, raw := range strings.Split(string(data), "\n") {
@@ -55,7 +60,7 @@ func parseSilent(ps *problems, data []byte) map[string]silentVar {
 		v, errMsg := shellValue(val, vars)
 		if total += len(v); total > maxSilentTotal {
 			ps.addLine(line, key, "the values expand to more than %d bytes in all (variable references doubling each line?): a silent config is a short list of settings", maxSilentTotal)
-			return map[string]silentVar{}
+			return nil
 		}
 		vars[key] = silentVar{value: v, line: line, err: errMsg}
 	}

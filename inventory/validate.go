@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"unicode"
+	"unicode/utf8"
 
 	sockaddr "github.com/hashicorp/go-sockaddr"
 	sockaddrtemplate "github.com/hashicorp/go-sockaddr/template"
@@ -58,6 +60,7 @@ func validate(c *Cluster, ps *problems) (*Topology, error) {
 	if c.ACL.Enabled && !binaryRE.MatchString(c.ACL.TokenDir) {
 		ps.add("acl.token_dir", "token_dir %q must be an absolute path of letters, digits and . _ - + @ / only (the proxy units name their token files in ExecStart=), e.g. %s", c.ACL.TokenDir, DefaultTokenDir)
 	}
+	validateDirs(c, ps)
 
 	if len(c.Datacenters) == 0 {
 		ps.add("datacenters", "no datacenters: add at least one with its nodes")
@@ -80,7 +83,7 @@ func validate(c *Cluster, ps *problems) (*Topology, error) {
 			ps.add(dp, "datacenter %q has no nodes: add its nodes or remove it", dc.Name)
 			continue
 		}
-		servers := 0
+		servers, literal := 0, 0
 		for j, n := range dc.Nodes {
 			np := fmt.Sprintf("%s.nodes[%d]", dp, j)
 			if n == nil {
@@ -98,10 +101,17 @@ func validate(c *Cluster, ps *problems) (*Topology, error) {
 			validateNode(n, np, c.Mesh.Enabled, ps, nameSeen, addrSeen)
 			if n.IsServer() {
 				servers++
+				if !n.IsTemplate() {
+					literal++
+				}
 			}
 		}
 		if servers < MinServers {
 			ps.add(dp, "datacenter %q has %d Consul server(s) (zookeeper nodes): Apigee mTLS requires at least %d per datacenter; add zookeeper to more nodes", dc.Name, servers, MinServers)
+		} else if literal == 0 {
+			// retry_join needs an address every agent can dial; a template
+			// resolves only on the node that reads it.
+			ps.add(dp, "datacenter %q: all its Consul servers (zookeeper nodes) have go-sockaddr template addresses, which resolve only on their own node, so no agent would know where to join: give at least one of them its IP address", dc.Name)
 		}
 	}
 	validatePorts(c, t, ps)
@@ -132,6 +142,9 @@ func validateConsul(c *Cluster, ps *problems) {
 	} {
 		checkNodePath(ps, p.field, p.val)
 	}
+	if c.Mesh.Enabled && nodePathOK(c.NodeStateDir) && strings.Trim(c.NodeStateDir, unitSafe) != "" {
+		ps.add("node_state_dir", "node_state_dir %q has a character a systemd unit cannot carry unquoted (the firewall unit runs the script in it): use letters, digits and / . _ - + @ , : only, or %s", c.NodeStateDir, meshOff)
+	}
 	if strings.TrimSpace(k.ReloadCommand) == "" {
 		ps.add("consul.reload_command", "reload_command is blank: remove the key for the default %q", DefaultReloadCommand)
 	}
@@ -152,15 +165,159 @@ func labelsOf(domain string) []string {
 	return strings.Split(strings.TrimSuffix(domain, "."), ".")
 }
 
+// checkNodePath checks a path on the nodes (a directory mtlsctl writes to,
+// or the consul binary): absolute, clean, and made only of what the node
+// scripts carry. The scripts pass paths in newline- and tab-separated
+// lists, and sha256sum escapes a backslash in a file name (its output line
+// then no longer matches the name), so control characters and backslashes
+// are refused; '..' would leave the directory the file names.
 func checkNodePath(ps *problems, field, p string) {
-	switch {
-	case !path.IsAbs(p):
-		ps.add(field, "path %q must be absolute (it is a path on the nodes), e.g. /%s", p, strings.TrimLeft(p, "./"))
-	case strings.ContainsAny(p, "\x00\n\r"):
-		ps.add(field, "path %q contains a control character", p)
-	case path.Clean(p) == "/":
-		ps.add(field, "path %q is the root directory: give a directory of its own", p)
+	if msg := nodePathProblem(p); msg != "" {
+		ps.add(field, "%s", msg)
 	}
+}
+
+// nodePathOK reports whether checkNodePath accepts p.
+func nodePathOK(p string) bool { return nodePathProblem(p) == "" }
+
+func nodePathProblem(p string) string {
+	bad := strings.IndexFunc(p, unicode.IsControl)
+	switch {
+	case !utf8.ValidString(p):
+		return fmt.Sprintf("path %q is not valid UTF-8: write it in UTF-8", p)
+	case bad >= 0:
+		r, _ := utf8.DecodeRuneInString(p[bad:])
+		return fmt.Sprintf("path %q has a control character (%U at byte offset %d), which the node scripts cannot carry: remove it", p, r, bad)
+	case strings.Contains(p, "\\"):
+		return fmt.Sprintf("path %q has a backslash, which the node scripts cannot carry: separate directories with / and leave \\ out of names", p)
+	case !path.IsAbs(p):
+		return fmt.Sprintf("path %q must be absolute (it is a path on the nodes), e.g. /%s", p, strings.TrimLeft(p, "./"))
+	case hasDotDot(p):
+		return fmt.Sprintf("path %q has a '..' segment: give the directory itself, e.g. %s", p, path.Clean(p))
+	case path.Clean(p) == "/":
+		return fmt.Sprintf("path %q is the root directory: give a directory of its own", p)
+	case path.Clean(p) != p:
+		return fmt.Sprintf("path %q is not in clean form (a trailing /, // or /./): write it as %s", p, path.Clean(p))
+	}
+	return ""
+}
+
+func hasDotDot(p string) bool {
+	for _, seg := range strings.Split(p, "/") {
+		if seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// unitSafe is what a path in a systemd unit's ExecStart= may hold unquoted
+// (systemd splits at spaces and expands % and $); consulcfg renders the
+// units with the same set.
+const unitSafe = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/+@,:"
+
+// managedDir is one directory mtlsctl or the agent writes on every node.
+type managedDir struct {
+	field, path string
+}
+
+// validateDirs refuses managed directories that share or nest where one
+// area's owner would write into, chmod or delete another's:
+//   - node_state_dir is made 0700 root-only by every apply and deleted whole
+//     by uninstall, and holds the lock, the manifest and the backups of
+//     replaced keys: it must not be, hold or sit inside another managed
+//     directory (inside config_dir or data_dir, a directory the consul user
+//     may write, its entries could be swapped), nor hold the consul binary
+//     the proxies run;
+//   - data_dir is Consul's own (raft, serf, acl-tokens.json): it must not be
+//     a directory mtlsctl writes files into.
+//
+// config_dir and tls_dir may be one directory or nest (the default puts
+// tls_dir inside config_dir): the agent reads only *.json and *.hcl of
+// config_dir, and no file names collide. Only paths that passed
+// checkNodePath are compared.
+func validateDirs(c *Cluster, ps *problems) {
+	config := managedDir{"consul.config_dir", c.Consul.ConfigDir}
+	tls := managedDir{"consul.tls_dir", c.Consul.TLSDir}
+	data := managedDir{"consul.data_dir", c.Consul.DataDir}
+	dirs := []managedDir{config, tls, data}
+	if c.Mesh.Enabled {
+		dirs = append(dirs, managedDir{"mesh.unit_dir", c.Mesh.UnitDir})
+	}
+	if c.ACL.Enabled {
+		// The proxies read their tokens there: a root-only state
+		// directory around it would lock them out.
+		dirs = append(dirs, managedDir{"acl.token_dir", c.ACL.TokenDir})
+	}
+	if state := (managedDir{"node_state_dir", c.NodeStateDir}); nodePathOK(state.path) {
+		checkStateDir(c, ps, state, dirs)
+	}
+	if !nodePathOK(data.path) {
+		return
+	}
+	for _, d := range dirs {
+		if d == data || d.path != data.path {
+			continue
+		}
+		also := ""
+		if d == config {
+			also = "; the agent would also read its own files there as config"
+		}
+		ps.add(reportOn(ps, data.field, d.field), "consul.data_dir and %s are both %s: the data directory is Consul's own (raft, serf, acl-tokens.json%s): give each its own directory",
+			d.field, d.path, also)
+	}
+}
+
+// checkStateDir refuses a node_state_dir that is, holds or sits inside one
+// of dirs, or holds the consul binary (see validateDirs).
+func checkStateDir(c *Cluster, ps *problems, state managedDir, dirs []managedDir) {
+	const stateWhy = "it is made root-only (0700) by every apply, deleted whole by uninstall, and holds the node lock and the backups of replaced keys"
+	for _, d := range dirs {
+		if !nodePathOK(d.path) {
+			continue
+		}
+		switch {
+		case d.path == state.path:
+			ps.add(reportOn(ps, state.field, d.field), "node_state_dir%s and %s are both %s: node_state_dir must be a directory of its own (%s); give each its own directory",
+				defaultNote(ps, state.field), d.field, d.path, stateWhy)
+		case within(d.path, state.path):
+			ps.add(reportOn(ps, state.field, d.field), "%s %s is inside node_state_dir %s%s: node_state_dir must not hold another directory (%s); move one of them",
+				d.field, d.path, state.path, defaultNote(ps, state.field), stateWhy)
+		case within(state.path, d.path):
+			ps.add(reportOn(ps, state.field, d.field), "node_state_dir %s%s is inside %s %s: keep mtlsctl's node state in a root-only directory of its own (%s); move one of them",
+				state.path, defaultNote(ps, state.field), d.field, d.path, stateWhy)
+		}
+	}
+	if c.Mesh.Enabled && nodePathOK(c.Mesh.ConsulBinary) && within(c.Mesh.ConsulBinary, state.path) {
+		ps.add(reportOn(ps, state.field, "mesh.consul_binary"), "mesh.consul_binary %s is inside node_state_dir %s%s, which is root-only and deleted by uninstall: the proxies could not run it; install consul elsewhere (e.g. %s)",
+			c.Mesh.ConsulBinary, state.path, defaultNote(ps, state.field), DefaultConsulBinary)
+	}
+}
+
+// within reports whether p is strictly inside dir (both clean and absolute).
+func within(p, dir string) bool {
+	return strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/") && p != dir
+}
+
+// reportOn picks the field to report a clash between a and b on: a when the
+// file sets it (or neither is set), else b, so the line shown is one the
+// user wrote.
+func reportOn(ps *problems, a, b string) string {
+	if _, ok := ps.lines[a]; ok {
+		return a
+	}
+	if _, ok := ps.lines[b]; ok {
+		return b
+	}
+	return a
+}
+
+// defaultNote says "(the default)" when a file does not set field.
+func defaultNote(ps *problems, field string) string {
+	if _, ok := ps.lines[field]; !ok && len(ps.lines) > 0 {
+		return " (the default)"
+	}
+	return ""
 }
 
 func validateSSH(c *Cluster, ps *problems) {
@@ -189,8 +346,13 @@ const meshOff = "set mesh: {enabled: false}"
 func validateMesh(c *Cluster, ps *problems) {
 	m := &c.Mesh
 	checkNodePath(ps, "mesh.unit_dir", m.UnitDir)
+	if m.Enabled && nodePathOK(m.UnitDir) && strings.Trim(m.UnitDir, unitSafe) != "" {
+		ps.add("mesh.unit_dir", "unit_dir %q has a character systemd unit paths cannot carry unquoted: use letters, digits and / . _ - + @ , : only (e.g. %s)", m.UnitDir, DefaultUnitDir)
+	}
 	if !binaryRE.MatchString(m.ConsulBinary) {
 		ps.add("mesh.consul_binary", "consul_binary %q must be the absolute path of the consul binary on the nodes, of letters, digits and . _ - + @ / only (it goes into the proxy units' ExecStart=), e.g. %s", m.ConsulBinary, DefaultConsulBinary)
+	} else if msg := nodePathProblem(m.ConsulBinary); msg != "" {
+		ps.add("mesh.consul_binary", "%s", msg)
 	}
 	if !userRE.MatchString(m.ProxyUser) {
 		if _, set := ps.lines["mesh.proxy_user"]; set || len(ps.lines) == 0 {
@@ -354,10 +516,31 @@ func parseIP(s string) (netip.Addr, error) {
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("address %q: %v", s, err)
 	}
-	if ip.IsUnspecified() || ip.IsMulticast() || sa.Maskbits() != bits {
+	if kind := notNodeAddress(ip); kind != "" {
+		return netip.Addr{}, fmt.Errorf("address %q is %s, which cannot be a node's address: give the IP the other nodes reach this node at", s, kind)
+	}
+	if sa.Maskbits() != bits {
 		return netip.Addr{}, fmt.Errorf("address %q cannot be a node's address: give the node's unicast IP", s)
 	}
 	return ip, nil
+}
+
+// notNodeAddress names the kind of ip when no node can be reached at it by
+// the other members (and no agent can bind and advertise it), or "".
+func notNodeAddress(ip netip.Addr) string {
+	switch {
+	case ip.IsUnspecified():
+		return "the unspecified address (any address)"
+	case ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "the IPv4 broadcast address"
+	case ip.IsMulticast():
+		return "a multicast address"
+	case ip.IsLinkLocalUnicast() && ip.Is4():
+		return "link-local (169.254.0.0/16, not routed and often assigned by the host itself)"
+	case ip.IsLinkLocalUnicast():
+		return "link-local (fe80::/10, valid only with an interface zone and not routed)"
+	}
+	return ""
 }
 
 // checkTemplate parses a go-sockaddr template without executing it: what it
