@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/mtlsctl/mtlsctl/ca"
 	"github.com/mtlsctl/mtlsctl/distribute/consulapi"
 	"github.com/mtlsctl/mtlsctl/distribute/transport"
 	"os"
@@ -203,6 +204,13 @@ func (lc *lcCluster) dial(o transport.Options) *consulapi.Cluster {
 		lc.t.Fatal(err)
 	}
 	lc.t.Cleanup(func() { c.Close() })
+	// The test's own calls carry the management token apply kept (read
+	// only: the test never bootstraps or makes tokens itself).
+	if st, err := ca.Open(lc.common.State, ca.OpenOptions{}); err == nil {
+		if tok, err := st.ManagementToken(); err == nil {
+			c.SetACL(consulapi.ACLConfig{Enabled: true, Cluster: lc.topo.Cluster.Name, Token: tok, ReadOnly: true})
+		}
+	}
 	return c
 }
 

@@ -121,13 +121,39 @@ func (c *Cluster) ensureACL(ctx context.Context) error {
 		c.acl.Token = tok
 		c.mu.Unlock()
 	}
-	if _, err := c.SyncTokens(ctx); err != nil {
+	res, err := c.SyncTokens(ctx)
+	if err != nil {
 		return err
 	}
 	c.mu.Lock()
 	c.aclSynced = true
 	c.mu.Unlock()
+	c.kick(ctx, res.Nodes)
 	return nil
+}
+
+// kick reloads the agents of nodes whose tokens were just made: an agent
+// that tried to register its node and services before its token existed
+// retries only a minute or more later, and a reload (SIGHUP) registers
+// them at once. A node whose agent is not running is skipped: it starts
+// with tokens that already exist. Best effort: a failure is reported, not
+// returned.
+func (c *Cluster) kick(ctx context.Context, nodes []string) {
+	var ns []*inventory.Node
+	for _, name := range nodes {
+		if n := c.topo.Node(name); n != nil {
+			ns = append(ns, n)
+		}
+	}
+	if len(ns) == 0 {
+		return
+	}
+	c.p.ForEach(ctx, ns, 0, func(ctx context.Context, n *inventory.Node) error {
+		if err := c.Reload(ctx, n.Name); err != nil {
+			c.p.Report(n.Name, "acl", "reload after its tokens were made failed (the agent registers them on its next sync)", err)
+		}
+		return nil
+	})
 }
 
 // primaryServers lists the primary datacenter's servers, where ACL writes
@@ -183,6 +209,14 @@ type ACLSync struct {
 	Created int `json:"created"`
 	Updated int `json:"updated"`
 	Kept    int `json:"kept"`
+	// Nodes have a token that was created or replaced.
+	Nodes []string `json:"nodes,omitempty"`
+}
+
+func (r *ACLSync) touched(node string) {
+	if len(r.Nodes) == 0 || r.Nodes[len(r.Nodes)-1] != node {
+		r.Nodes = append(r.Nodes, node)
+	}
 }
 
 // description is a token's description: "mtlsctl <cluster>: agent n1".
@@ -308,6 +342,7 @@ func (c *Cluster) SyncTokens(ctx context.Context) (*ACLSync, error) {
 				return res, fmt.Errorf("create token %s: %w", want.Description, err)
 			}
 			res.Created++
+			res.touched(s.Node)
 			continue
 		}
 		if tokenSame(have, want) {
@@ -324,6 +359,7 @@ func (c *Cluster) SyncTokens(ctx context.Context) (*ACLSync, error) {
 				return res, fmt.Errorf("replace token %s: %w", want.Description, err)
 			}
 			res.Updated++
+			res.touched(s.Node)
 			continue
 		}
 		if _, _, err := cl.ACL().TokenUpdate(want, wo); err != nil {

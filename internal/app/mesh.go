@@ -413,6 +413,10 @@ func Uninstall(ctx context.Context, c Common, d DistOptions, o UninstallOptions)
 	}
 	writePlan(out, plan)
 	whole := len(d.Nodes) == 0 && r.t.Cluster.Mesh.Enabled && !d.SkipLive
+	acl := len(d.Nodes) == 0 && r.t.Cluster.ACL.Enabled && !d.SkipLive
+	if acl {
+		fmt.Fprintf(out, "\nacl: every token and policy mtlsctl made for cluster %s is deleted; the management token is kept (%s)\n", r.t.Cluster.Name, r.st.ManagementTokenFile())
+	}
 	switch {
 	case whole:
 		fmt.Fprintf(out, "\nintentions: every intention mtlsctl made for cluster %s is deleted\n", r.t.Cluster.Name)
@@ -424,7 +428,7 @@ func Uninstall(ctx context.Context, c Common, d DistOptions, o UninstallOptions)
 	if plan.Err() != nil {
 		return fmt.Errorf("%w: fix the unreachable node(s) first, or limit the uninstall with --nodes", ErrReported)
 	}
-	if !plan.Changes() && !whole {
+	if !plan.Changes() && !whole && !acl {
 		c.printf("nothing to uninstall\n")
 		return nil
 	}
@@ -438,6 +442,15 @@ func Uninstall(ctx context.Context, c Common, d DistOptions, o UninstallOptions)
 			c.printf("intentions: could not delete them all (%s); the rest stay in Consul until the servers are gone\n", summarizeErr(err))
 		default:
 			c.printf("intentions: %s\n", ir.Summary())
+		}
+	}
+	if acl {
+		n, err := r.live().DeleteACL(ctx)
+		switch {
+		case err != nil:
+			c.printf("acl: could not delete every token (%s); delete the rest with the management token\n", summarizeErr(err))
+		default:
+			c.printf("acl: deleted %d token(s) and mtlsctl's policies; the anonymous token has no policy again\n", n)
 		}
 	}
 	stop = c.startProgress(r, d)
