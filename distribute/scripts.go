@@ -50,6 +50,7 @@ var exitCodes = []exitCode{
 	{"EX_LOCKWRITE", 21, "cannot write the node lock"},
 	{"EX_MKDIR", 22, "cannot create a target directory"},
 	{"EX_STAGEDIR", 23, "cannot create a staging directory"},
+	{"EX_UNSAFE_DIR", 24, "a user other than root could swap entries in a target directory"},
 	{"EX_COPY", 30, "cannot copy an upload into staging"},
 	{"EX_CHMOD", 31, "cannot set a staged file's mode"},
 	{"EX_CHOWN", 32, "cannot set a staged file's owner"},
@@ -155,9 +156,10 @@ func inspectMeshScript(paths []string, stateDir string, gossip bool, units []str
 	return stepScript("inspect", v)
 }
 
-// prepareScript takes the node lock (or finds it already ours), creates
-// missing target directories and an empty 0700 staging directory beside
-// each target (scripts/prepare.sh).
+// prepareScript refuses target directories (and a node state directory)
+// in which a user other than root could swap entries, takes the node lock
+// (or finds it already ours), creates missing target directories and an
+// empty 0700 staging directory beside each target (scripts/prepare.sh).
 func prepareScript(j *journalNode, runID, lockInfo string, force bool) string {
 	var v vars
 	v.set("S", j.StateDir)
