@@ -100,10 +100,10 @@ func TestPrepareRefusesUnsafeDirs(t *testing.T) {
 			stagedIn: []string{"/etc/consul.d", "/etc/consul.d/tls"}},
 		{name: "world-writable target", dirs: []string{"/etc/consul.d", "/etc/consul.d/tls"},
 			setup: func(t *testing.T, r string) { mkdir(t, r, "/etc/consul.d", 0o777) },
-			want:  []string{"/etc/consul.d is writable by group or others (mode 777)", "chown root /etc/consul.d; chmod go-w /etc/consul.d"}},
+			want:  []string{"/etc/consul.d is writable by group or others (mode 777): ", "chown root /etc/consul.d; chmod go-w /etc/consul.d"}},
 		{name: "group-writable ancestor", dirs: []string{"/etc/consul.d"},
 			setup: func(t *testing.T, r string) { mkdir(t, r, "/etc/consul.d", 0o755); mkdir(t, r, "/etc", 0o775) },
-			want:  []string{"/etc is writable by group or others (mode 775), so another user could swap what mtlsctl writes there for /etc/consul.d"}},
+			want:  []string{"/etc (on the way to /etc/consul.d) is writable by group or others (mode 775): another user could swap its entries"}},
 		{name: "link into a writable directory", dirs: []string{"/etc/consul.d"},
 			setup: func(t *testing.T, r string) {
 				mkdir(t, r, "/etc", 0o755)
@@ -111,7 +111,7 @@ func TestPrepareRefusesUnsafeDirs(t *testing.T) {
 				os.Chmod(filepath.Join(r, "/data"), 0o777)
 				link(t, r, "/data/consul", "/etc/consul.d")
 			},
-			want: []string{"/data is writable by group or others (mode 777)"}},
+			want: []string{"/data (on the way to /etc/consul.d) is writable by group or others (mode 777)"}},
 		{name: "relative link into a closed directory", dirs: []string{"/etc/consul.d"},
 			setup: func(t *testing.T, r string) {
 				mkdir(t, r, "/etc", 0o755)
@@ -127,23 +127,23 @@ func TestPrepareRefusesUnsafeDirs(t *testing.T) {
 			stagedIn: []string{"/scratch/consul"}},
 		{name: "sticky ancestor, missing entry", dirs: []string{"/scratch/new/consul"},
 			setup: func(t *testing.T, r string) { mkdir(t, r, "/scratch", os.ModeSticky|0o777) },
-			want:  []string{"/scratch is writable by group or others (mode 1777)"}},
+			want:  []string{"/scratch (on the way to /scratch/new/consul) is writable by group or others (mode 1777)"}},
 		{name: "node state directory under a writable one", dirs: []string{"/etc/consul.d"},
 			setup: func(t *testing.T, r string) { mkdir(t, r, "/etc/consul.d", 0o755); mkdir(t, r, "/var/lib", 0o777) },
-			want:  []string{"/var/lib is writable by group or others (mode 777), so another user could swap what mtlsctl writes there for /var/lib/mtlsctl"}},
+			want:  []string{"/var/lib (on the way to /var/lib/mtlsctl) is writable by group or others (mode 777)"}},
 		{name: "link loop", dirs: []string{"/etc/consul.d"},
 			setup: func(t *testing.T, r string) { mkdir(t, r, "/etc", 0o755); link(t, r, "consul.d", "/etc/consul.d") },
 			want:  []string{"too many symbolic links under /etc/consul.d"}},
 		{name: "target owned by another user (HashiCorp's layout)", root: true, dirs: []string{"/etc/consul.d", "/etc/consul.d/tls"},
 			setup: func(t *testing.T, r string) { mkdir(t, r, "/etc/consul.d", 0o755); chown(t, r, "/etc/consul.d") },
-			want:  []string{"/etc/consul.d is owned by uid 65534, so another user could swap what mtlsctl writes there for /etc/consul.d"}},
+			want:  []string{"/etc/consul.d is owned by ", "(uid 65534): another user could swap its entries for links that root would write through"}},
 		{name: "another user's entry in a sticky directory", root: true, dirs: []string{"/scratch/consul"},
 			setup: func(t *testing.T, r string) {
 				mkdir(t, r, "/scratch/consul", 0o755)
 				os.Chmod(filepath.Join(r, "/scratch"), os.ModeSticky|0o777)
 				chown(t, r, "/scratch/consul")
 			},
-			want: []string{"/scratch is writable by group or others (mode 1777)", "/scratch/consul is owned by uid 65534"}},
+			want: []string{"/scratch (on the way to /scratch/consul) is writable by group or others (mode 1777)", "/scratch/consul is owned by "}},
 		{name: "another user's link in a closed directory is fine", root: true, dirs: []string{"/etc/consul.d"},
 			setup: func(t *testing.T, r string) {
 				mkdir(t, r, "/etc", 0o755)

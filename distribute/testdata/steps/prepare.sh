@@ -80,8 +80,8 @@ me=$(id -u) || { echo "cannot read the user id on the node" >&2; exit "$EX_UNSAF
 W=
 # walk PATH adds to W one line per directory looked up while resolving PATH:
 # "E<TAB>dir<TAB>entry<TAB>PATH" (entry taken in dir; dir may be sticky) or
-# "C<TAB>dir<TAB><TAB>PATH" (dir must be closed: PATH itself, or the parent
-# of its first missing component).
+# "C<TAB>dir<TAB>-<TAB>PATH" (dir must be closed: PATH itself, or the parent
+# of its first missing component; read collapses empty tab fields).
 walk() {
   _todo=${1#/} _cur= _hops=0
   while [ -n "$_todo" ]; do
@@ -101,18 +101,18 @@ walk() {
       W="${W}E$TAB${_cur:-/}$TAB$_next$TAB$1$NL"
       _cur=$_next
     else
-      W="${W}C$TAB${_cur:-/}$TAB$TAB$1$NL"
+      W="${W}C$TAB${_cur:-/}$TAB-$TAB$1$NL"
       return 0
     fi
   done
-  W="${W}C$TAB${_cur:-/}$TAB$TAB$1$NL"
+  W="${W}C$TAB${_cur:-/}$TAB-$TAB$1$NL"
 }
 walk "$S"
 while IFS= read -r d; do [ -n "$d" ] && walk "$d"; done <<EOF_DIRS
 $DIRS
 EOF_DIRS
 # One stat for every directory and entry on the way (lstat: a link's own
-# owner), then the verdicts in the same order.
+# owner), then the verdicts in the same order (user names have no blanks).
 set --
 while IFS=$TAB read -r k d e p; do
   [ -n "$k" ] || continue
@@ -121,24 +121,25 @@ while IFS=$TAB read -r k d e p; do
 done <<EOF_W
 $W
 EOF_W
-st=$(stat -c '%u %a' -- "$@") || { echo "cannot inspect the target directories" >&2; exit "$EX_UNSAFE_DIR"; }
+st=$(stat -c '%u %a %U' -- "$@") || { echo "cannot inspect the target directories" >&2; exit "$EX_UNSAFE_DIR"; }
 set -f; set -- $st; set +f
 bad=$NL
 while IFS=$TAB read -r k d e p; do
   [ -n "$k" ] || continue
-  u=$1 m=$2; shift 2
+  u=$1 m=$2 un=$3; shift 3
   eu=$me
-  if [ "$k" = E ]; then eu=$1; shift 2; fi
+  if [ "$k" = E ]; then eu=$1; shift 3; fi
   why=
   if [ "$u" != 0 ] && [ "$u" != "$me" ]; then
-    why="is owned by uid $u"
+    why="is owned by $un (uid $u)"
   elif [ $((0$m & 022)) -ne 0 ]; then
     if [ "$k" = E ] && [ $((0$m & 01000)) -ne 0 ] && { [ "$eu" = 0 ] || [ "$eu" = "$me" ]; }; then :; else why="is writable by group or others (mode $m)"; fi
   fi
   [ -n "$why" ] || continue
   case $bad in *"$NL$d$NL"*) continue ;; esac
   bad="$bad$d$NL"
-  echo "$d $why, so another user could swap what mtlsctl writes there for $p; make it owned by root and not writable by group or others (chown root $d; chmod go-w $d)" >&2
+  via=; [ "$d" = "$p" ] || via=" (on the way to $p)"
+  echo "$d$via $why: another user could swap its entries for links that root would write through; make it owned by root and not writable by group or others (chown root $d; chmod go-w $d)" >&2
 done <<EOF_W
 $W
 EOF_W
