@@ -86,11 +86,17 @@ EOF_W
 [ "$bad" = "$NL" ] || exit "$EX_UNSAFE_DIR"
 { [ -d "$R$S" ] || mkdir -p "$R$S"; } && chmod 700 "$R$S" || { echo "cannot create the node state directory $S" >&2; exit "$EX_STATEDIR"; }
 if [ "$FORCE" = 1 ]; then rm -rf "$R$S/lock"; fi
-if mkdir "$R$S/lock" 2>/dev/null; then
-  printf '%s\n' "$LOCKINFO" >"$R$S/lock/info" && printf '%s\n' "$RUN" >"$R$S/lock/run" || { echo "cannot write the lock" >&2; exit "$EX_LOCKWRITE"; }
-elif ! held; then
-  printf 'LOCKED\t%s\t%s\n' "$(cat "$R$S/lock/run" 2>/dev/null)" "$(tr '\n' ' ' <"$R$S/lock/info" 2>/dev/null)"
-  exit "$EX_LOCKED"
+# The lock is written whole in a private directory and renamed into place
+# (rename(2), which fails while another run's lock is there), so a second
+# admin never reads a lock whose holder has not been written yet.
+L="$R$S/.mtlsctl-lock-$RUN"
+{ [ ! -e "$L" ] || rm -rf -- "$L"; } && mkdir -- "$L" && printf '%s\n' "$LOCKINFO" >"$L/info" && printf '%s\n' "$RUN" >"$L/run" || { echo "cannot write the lock" >&2; exit "$EX_LOCKWRITE"; }
+if ! mv -T -- "$L" "$R$S/lock" 2>/dev/null; then
+  rm -rf -- "$L"
+  if ! held; then
+    printf 'LOCKED\t%s\t%s\n' "$(cat "$R$S/lock/run" 2>/dev/null)" "$(tr '\n' ' ' <"$R$S/lock/info" 2>/dev/null)"
+    exit "$EX_LOCKED"
+  fi
 fi
 # Missing target directories are made with one mkdir and one chmod, the
 # staging directories with one mkdir: process count, not directory count,
