@@ -156,8 +156,9 @@ func inspectMeshScript(paths []string, stateDir string, gossip bool, units []str
 	return stepScript("inspect", v)
 }
 
-// prepareScript refuses target directories (and a node state directory)
-// in which a user other than root could swap entries, takes the node lock
+// prepareScript refuses target directories, the directories of files the
+// mesh step deletes and the node state directory when a user other than
+// root could swap entries in them, takes the node lock
 // (or finds it already ours), creates missing target directories and an
 // empty 0700 staging directory beside each target (scripts/prepare.sh).
 func prepareScript(j *journalNode, runID, lockInfo string, force bool) string {
@@ -167,6 +168,7 @@ func prepareScript(j *journalNode, runID, lockInfo string, force bool) string {
 	v.set("LOCKINFO", lockInfo)
 	v.set("FORCE", bit(force))
 	v.set("DIRS", lines(j.targetDirs()))
+	v.set("CHECK", lines(j.deleteDirs()))
 	v.set("STAGE", j.Stage)
 	return stepScript("prepare", v)
 }

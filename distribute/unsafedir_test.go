@@ -91,6 +91,7 @@ func TestPrepareRefusesUnsafeDirs(t *testing.T) {
 		name     string
 		root     bool // needs root (chown to another user)
 		dirs     []string
+		deletes  []string // files the mesh step deletes
 		setup    layout
 		want     []string // in stderr; nil: the step succeeds
 		stagedIn []string // where the staging directories must then be
@@ -131,6 +132,12 @@ func TestPrepareRefusesUnsafeDirs(t *testing.T) {
 		{name: "node state directory under a writable one", dirs: []string{"/etc/consul.d"},
 			setup: func(t *testing.T, r string) { mkdir(t, r, "/etc/consul.d", 0o755); mkdir(t, r, "/var/lib", 0o777) },
 			want:  []string{"/var/lib (on the way to /var/lib/mtlsctl) is writable by group or others (mode 777)"}},
+		{name: "a file to delete in a writable directory", dirs: []string{"/etc/consul.d"}, deletes: []string{"/etc/systemd/system/old.service"},
+			setup: func(t *testing.T, r string) {
+				mkdir(t, r, "/etc/consul.d", 0o755)
+				mkdir(t, r, "/etc/systemd/system", 0o777)
+			},
+			want: []string{"/etc/systemd/system is writable by group or others (mode 777)"}},
 		{name: "link loop", dirs: []string{"/etc/consul.d"},
 			setup: func(t *testing.T, r string) { mkdir(t, r, "/etc", 0o755); link(t, r, "consul.d", "/etc/consul.d") },
 			want:  []string{"too many symbolic links under /etc/consul.d"}},
@@ -162,6 +169,9 @@ func TestPrepareRefusesUnsafeDirs(t *testing.T) {
 				root := t.TempDir()
 				tc.setup(t, root)
 				jn := stageNodeFor(tc.dirs...)
+				if tc.deletes != nil {
+					jn.Mesh = &meshStep{Deletes: tc.deletes}
+				}
 				code, _, stderr := runStepLocal(t, shell, root, prepareScript(jn, "0123456789abcdef", "test", false))
 				if tc.want == nil {
 					if code != 0 {

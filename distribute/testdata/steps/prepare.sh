@@ -24,6 +24,7 @@ DIRS='/etc/consul.d
 /etc/consul.d/tls
 /var/lib/mtlsctl
 '
+CHECK=''
 STAGE='.mtlsctl-stage-0123456789abcdef'
 # lib.sh: put before every step by stepScript, after the preamble that sets
 # the step's variables (each quoted by transport.Quote) and the EX_* exit
@@ -69,8 +70,9 @@ reload_agent() {
 # swap a directory entry: such a user could rename a fresh staging directory
 # and put a symbolic link in its place between two steps, and the upload,
 # chmod and chown that follow, run as root, would then write and hand over a
-# file of the link's choosing. Every directory that resolving S and each of
-# DIRS goes through (symbolic links followed one hop at a time, so that each
+# file of the link's choosing (and a later rm would delete one). Every
+# directory that resolving S and each of DIRS and CHECK (the directories of
+# files the mesh step deletes) goes through (symbolic links followed one hop at a time, so that each
 # link's own directory is checked too) must be owned by root or by this
 # user and not writable by group or others; a sticky ancestor such as /tmp
 # may be, when the entry taken in it is owned by root or by this user. A
@@ -109,7 +111,7 @@ walk() {
 }
 walk "$S"
 while IFS= read -r d; do [ -n "$d" ] && walk "$d"; done <<EOF_DIRS
-$DIRS
+$DIRS$CHECK
 EOF_DIRS
 # One stat for every directory and entry on the way (lstat: a link's own
 # owner), then the verdicts in the same order (user names have no blanks).
