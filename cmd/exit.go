@@ -78,6 +78,8 @@ func hint(err error) string {
 		return "wait for that run to finish, then run the command again"
 	case errors.As(err, &perm):
 		return fmt.Sprintf("run `chmod %o %s`", perm.Want(), perm.Path)
+	case errors.Is(err, distribute.ErrUnsafeDir):
+		return "make each directory named above owned by root and not writable by group or others (the Consul agent only reads it), then run the command again"
 	case errors.Is(err, distribute.ErrMoved), errors.Is(err, distribute.ErrStalePlan):
 		return "review what changed with `mtlsctl plan`, then apply again (or save a new plan with `plan -out FILE`)"
 	}

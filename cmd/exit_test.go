@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/mtlsctl/mtlsctl/distribute"
 	"github.com/mtlsctl/mtlsctl/examples"
 	"github.com/mtlsctl/mtlsctl/internal/sshsandbox"
 	"github.com/mtlsctl/mtlsctl/inventory"
@@ -207,4 +208,14 @@ func TestHintsFromTypedErrors(t *testing.T) {
 			t.Errorf("exit %d:\n%s", code, errOut)
 		}
 	})
+}
+
+// A directory other users could swap entries in gets the hint to close it,
+// whatever node error wraps it.
+func TestHintUnsafeDir(t *testing.T) {
+	err := fmt.Errorf("staging failed, no node was changed: %w",
+		&distribute.NodeError{Node: "n1", Op: "stage", Err: fmt.Errorf("%w: /etc/consul.d is owned by uid 998", distribute.ErrUnsafeDir)})
+	if h := hint(err); !strings.Contains(h, "owned by root and not writable by group or others") {
+		t.Errorf("hint %q", h)
+	}
 }

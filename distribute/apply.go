@@ -298,6 +298,10 @@ func (s *Session) stageNode(ctx context.Context, n *inventory.Node, j *journal, 
 		return uerr
 	}
 	if err != nil {
+		if se, ok := asScriptError(err); ok && se.Code == exitStatus("EX_UNSAFE_DIR") {
+			// The step names every such directory and what to do about it.
+			return nodeErr(n.Name, "stage", fmt.Errorf("%w: %s", ErrUnsafeDir, strings.TrimSpace(se.Stderr)))
+		}
 		return nodeErr(n.Name, "lock", err)
 	}
 	gate.release(n.Name, nil)
@@ -383,7 +387,8 @@ func (s *Session) upload(ctx context.Context, c *transport.Conn, jn *journalNode
 	return done, c.Step(ctx, "upload", func() error {
 		if jn.UploadDir != "" {
 			if err := sc.Mkdir(jn.UploadDir); err != nil {
-				if fi, serr := sc.Stat(jn.UploadDir); serr != nil || !fi.IsDir() {
+				// Lstat: a symbolic link in its place is not our directory.
+				if fi, serr := sc.Lstat(jn.UploadDir); serr != nil || !fi.IsDir() {
 					return fmt.Errorf("create %s: %w", jn.UploadDir, err)
 				}
 			}
@@ -435,9 +440,13 @@ type writeOpts struct {
 	sync    bool        // fsync@openssh.com before closing
 }
 
-// writeRemote writes one file.
+// writeRemote writes one new file. O_EXCL: the staging (or upload)
+// directory was just made empty, so an existing entry is not ours, and the
+// open must neither truncate it nor follow it if it is a symbolic link
+// (SFTP has no O_NOFOLLOW; O_CREAT|O_EXCL never follows the last
+// component).
 func writeRemote(sc *sftp.Client, dest string, content []byte, o writeOpts) error {
-	f, err := sc.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	f, err := sc.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,12 @@ var (
 	// ErrAborted: the apply stopped because another node failed; this node
 	// was left unchanged.
 	ErrAborted = errors.New("apply aborted, node left unchanged")
+	// ErrUnsafeDir: a target directory, the node state directory or a
+	// directory on the way to one can be changed by a user other than root
+	// (its owner, or group or others with write access), who could swap a
+	// staging directory for a symbolic link while root writes through it.
+	// Nothing was written on the node.
+	ErrUnsafeDir = errors.New("a directory mtlsctl writes in as root is not safe from other users")
 	// ErrMoved: a node no longer holds what the plan saw; nothing was
 	// changed anywhere. Plan again.
 	ErrMoved = errors.New("node changed since the plan")

@@ -94,6 +94,27 @@ func (j *journalNode) targetDirs() []string {
 	return out
 }
 
+// deleteDirs are the directories of the files the mesh step deletes that
+// are not target directories (sorted, once each).
+func (j *journalNode) deleteDirs() []string {
+	if j.Mesh == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, d := range j.targetDirs() {
+		seen[d] = true
+	}
+	var out []string
+	for _, p := range j.Mesh.Deletes {
+		if d := path.Dir(p); !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 func (j *journal) node(name string) *journalNode {
 	for _, n := range j.Nodes {
 		if n.Node == name {

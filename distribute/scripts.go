@@ -50,6 +50,7 @@ var exitCodes = []exitCode{
 	{"EX_LOCKWRITE", 21, "cannot write the node lock"},
 	{"EX_MKDIR", 22, "cannot create a target directory"},
 	{"EX_STAGEDIR", 23, "cannot create a staging directory"},
+	{"EX_UNSAFE_DIR", 24, "a user other than root could swap entries in a target directory"},
 	{"EX_COPY", 30, "cannot copy an upload into staging"},
 	{"EX_CHMOD", 31, "cannot set a staged file's mode"},
 	{"EX_CHOWN", 32, "cannot set a staged file's owner"},
@@ -155,9 +156,11 @@ func inspectMeshScript(paths []string, stateDir string, gossip bool, units []str
 	return stepScript("inspect", v)
 }
 
-// prepareScript takes the node lock (or finds it already ours), creates
-// missing target directories and an empty 0700 staging directory beside
-// each target (scripts/prepare.sh).
+// prepareScript refuses target directories, the directories of files the
+// mesh step deletes and the node state directory when a user other than
+// root could swap entries in them, takes the node lock
+// (or finds it already ours), creates missing target directories and an
+// empty 0700 staging directory beside each target (scripts/prepare.sh).
 func prepareScript(j *journalNode, runID, lockInfo string, force bool) string {
 	var v vars
 	v.set("S", j.StateDir)
@@ -165,6 +168,7 @@ func prepareScript(j *journalNode, runID, lockInfo string, force bool) string {
 	v.set("LOCKINFO", lockInfo)
 	v.set("FORCE", bit(force))
 	v.set("DIRS", lines(j.targetDirs()))
+	v.set("CHECK", lines(j.deleteDirs()))
 	v.set("STAGE", j.Stage)
 	return stepScript("prepare", v)
 }

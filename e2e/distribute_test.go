@@ -614,7 +614,9 @@ func TestDistributeDiskFullDuringStaging(t *testing.T) {
 	if err := os.MkdirAll(n2.Path("/etc/consul.d/tls"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := n2.Exec(ctx, "sh", "-c", "mount -t tmpfs -o size=16k tmpfs /etc/consul.d/tls && "+
+	// mode=0755: a tmpfs root is 1777 by default, and staging refuses a
+	// target directory other users can write in.
+	if out, err := n2.Exec(ctx, "sh", "-c", "mount -t tmpfs -o size=16k,mode=0755 tmpfs /etc/consul.d/tls && "+
 		"{ dd if=/dev/zero of=/etc/consul.d/tls/fill bs=1k count=64 2>/dev/null; df -k /etc/consul.d/tls; }"); err != nil {
 		t.Skipf("cannot mount a small tmpfs in the node: %v %s", err, out)
 	}

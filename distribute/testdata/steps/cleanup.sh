@@ -4,6 +4,7 @@ EX_STATEDIR=20
 EX_LOCKWRITE=21
 EX_MKDIR=22
 EX_STAGEDIR=23
+EX_UNSAFE_DIR=24
 EX_COPY=30
 EX_CHMOD=31
 EX_CHOWN=32
@@ -60,14 +61,15 @@ reload_agent() {
   exit "$rc"
 }
 # cleanup: removes everything staging made (the STAGE directories in DIRS,
-# the sudo upload directory UPLOAD, the validation directory, and the
+# the sudo upload directory UPLOAD, the validation directory, a lock this
+# run had not yet renamed into place, and the
 # directories staging created, CREATED, deepest first, if still empty) and
 # releases the lock if this run holds it. It never touches a target file.
 while IFS= read -r d; do [ -n "$d" ] && rm -rf -- "$R$d/$STAGE"; done <<EOF_DIRS
 $DIRS
 EOF_DIRS
 if [ -n "$UPLOAD" ]; then rm -rf -- "$R$UPLOAD"; fi
-rm -rf -- "$R$S/.mtlsctl-validate-$RUN"
+rm -rf -- "$R$S/.mtlsctl-validate-$RUN" "$R$S/.mtlsctl-lock-$RUN"
 while IFS= read -r d; do if [ -n "$d" ]; then rmdir -- "$R$d" 2>/dev/null; fi; done <<EOF_CREATED
 $CREATED
 EOF_CREATED

@@ -4,6 +4,7 @@ EX_STATEDIR=20
 EX_LOCKWRITE=21
 EX_MKDIR=22
 EX_STAGEDIR=23
+EX_UNSAFE_DIR=24
 EX_COPY=30
 EX_CHMOD=31
 EX_CHOWN=32
@@ -86,12 +87,22 @@ reload_agent() {
 # staged ones over them, in a private directory under S, through
 # `consul validate`. It prints NOCONSUL (nothing checked) or VALID, or exits
 # EX_INVALID with consul's output on stderr.
+#
+# The staging directories were made empty by this run and only root (or
+# this user) can change them, so a staged path that is not a new regular
+# file is refused rather than written, chmodded or chowned through.
 while IFS=$TAB read -r u st p; do
   [ -n "$u" ] || continue
+  if [ -e "$R$st" ] || [ -L "$R$st" ]; then echo "the staged copy of $p already exists; refusing to write through it" >&2; exit "$EX_COPY"; fi
   cp "$R$u" "$R$st" || { echo "cannot copy the upload of $p into staging" >&2; exit "$EX_COPY"; }
 done <<EOF_COPIES
 $COPIES
 EOF_COPIES
+while IFS= read -r p; do
+  if [ -n "$p" ] && { [ -L "$R$p" ] || [ ! -f "$R$p" ]; }; then echo "the staged copy $p is not a regular file; refusing to chmod or chown it" >&2; exit "$EX_CHMOD"; fi
+done <<EOF_STAGED
+$STAGED
+EOF_STAGED
 while IFS= read -r line; do
   [ -n "$line" ] || continue
   set -f; IFS=$TAB; set -- $line; IFS=" $TAB$NL"; set +f
@@ -106,7 +117,7 @@ while IFS= read -r line; do
   set -f; IFS=$TAB; set -- $line; IFS=" $TAB$NL"; set +f
   o=$1; shift
   for p; do shift; set -- "$@" "$R$p"; done
-  chown "$o" -- "$@" || { echo "cannot chown files to $o (files with an owner need root: set ssh.user root or ssh.sudo)" >&2; exit "$EX_CHOWN"; }
+  chown -h "$o" -- "$@" || { echo "cannot chown files to $o (files with an owner need root: set ssh.user root or ssh.sudo)" >&2; exit "$EX_CHOWN"; }
 done <<EOF_OWNERS
 $OWNERS
 EOF_OWNERS
