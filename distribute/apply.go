@@ -531,7 +531,7 @@ func (s *Session) finishAll(ctx context.Context, j *journal, res *ApplyResult) e
 		var out string
 		if !jn.Committed {
 			s.report(n.Name, "commit", "", nil)
-			out, err = c.Run(ctx, "commit", commitScript(jn, j.RunID, &reloadStep{command: cmd, fallback: s.fallback(jn)}))
+			out, err = c.Run(ctx, "commit", commitScript(jn, j.RunID, s.topo.Cluster.Backups.Keep, &reloadStep{command: cmd, fallback: s.fallback(jn)}))
 			if !strings.Contains(out, markerCommitted) {
 				if err == nil {
 					err = errors.New("the commit step ended without confirming the commit")

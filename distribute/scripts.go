@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/mtlsctl/mtlsctl/consulcfg"
 	"github.com/mtlsctl/mtlsctl/distribute/transport"
+	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
 // The node steps are POSIX sh files in scripts/, embedded. Each step is
@@ -263,9 +265,12 @@ type reloadStep struct {
 
 // commitScript checks the staged files, backs up the targets, renames the
 // staged files into place (the generation file last), syncs and removes
-// the staging directories, then, when reload is set, reloads or restarts
-// the agent and releases the lock (scripts/commit.sh).
-func commitScript(j *journalNode, runID string, reload *reloadStep) string {
+// the staging directories, deletes the backups beyond the newest
+// keepBackups generations (0: inventory.DefaultBackupsKeep; the one this
+// commit made always stays), then,
+// when reload is set, reloads or restarts the agent and releases the lock
+// (scripts/commit.sh).
+func commitScript(j *journalNode, runID string, keepBackups int, reload *reloadStep) string {
 	keep := j.Mesh != nil && !j.MeshDone
 	prev := j.PreviousGeneration
 	if prev == "" {
@@ -289,6 +294,11 @@ func commitScript(j *journalNode, runID string, reload *reloadStep) string {
 	v.set("S", j.StateDir)
 	v.set("RUN", runID)
 	v.set("B", path.Join(j.StateDir, backupDir, prev))
+	v.set("BACKUP_DIR", backupDir)
+	if keepBackups < 1 {
+		keepBackups = inventory.DefaultBackupsKeep
+	}
+	v.set("KEEP_BACKUPS", strconv.Itoa(keepBackups))
 	v.set("FILES", lines(files))
 	v.set("BACKUPS", lines(groups(byDir)))
 	v.set("MOVES", lines(moves))

@@ -44,7 +44,7 @@ func steps() map[string]string {
 		"restartunit": restartUnitScript("mtlsctl-proxy-zk-2181-198-18-0-11.service", jn.StateDir, run),
 		"prepare":     prepareScript(jn, run, lockInfoText(run, "alice", "admin-1", 42, "apply", mustTime("2026-01-02T03:04:05Z")), false),
 		"verify":      verifyScript(jn, verifyOpts{configDir: "/etc/consul.d", runID: run, validate: validateConfigFiles(jn, "/etc/consul.d")}),
-		"commit":      commitScript(jn, run, &reloadStep{command: "systemctl reload consul", fallback: "systemctl restart consul"}),
+		"commit":      commitScript(jn, run, 3, &reloadStep{command: "systemctl reload consul", fallback: "systemctl restart consul"}),
 		"cleanup":     cleanupScript(jn, run),
 		"reload":      reloadScript("systemctl reload consul", "systemctl restart consul", jn.StateDir, run),
 		"diskfree":    diskFreeScript([]string{"/etc/consul.d", "/var/lib/mtlsctl"}),

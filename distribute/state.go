@@ -79,6 +79,9 @@ type remoteState struct {
 	Generation string
 	Manifest   *manifest
 	Lock       *LockInfo
+	// Backups is the number of backup generations under the node state
+	// directory's backup/.
+	Backups int
 	// Units maps a unit to `systemctl is-active`'s answer.
 	Units map[string]string
 	// Hooked says whether mtlsctl's chains are jumped to ("filter", "nat").
@@ -161,6 +164,10 @@ func parseInspect(out string, ttl time.Duration) (*remoteState, error) {
 		case "L":
 			if len(fields) >= 3 {
 				r.Lock = parseLock(fields[1], fields[2], ttl)
+			}
+		case "B":
+			if len(fields) >= 2 {
+				r.Backups, _ = strconv.Atoi(fields[1])
 			}
 		case "U":
 			if len(fields) >= 3 {

@@ -54,6 +54,9 @@ func validate(c *Cluster, ps *problems) (*Topology, error) {
 	validateConsul(c, ps)
 	validateSSH(c, ps)
 	validateMesh(c, ps)
+	if c.Backups.Keep < 1 {
+		ps.add("backups.keep", "keep %d is not a whole number from 1: give how many backup generations each node keeps (default %d)", c.Backups.Keep, DefaultBackupsKeep)
+	}
 
 	if len(c.Datacenters) == 0 {
 		ps.add("datacenters", "no datacenters: add at least one with its nodes")

@@ -551,10 +551,10 @@ func Status(ctx context.Context, c Common, d DistOptions) error {
 
 func writeStatus(w io.Writer, r *distribute.StatusResult, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tREACHABLE\tGENERATION\tCA\tGOSSIP KEY\tCERT EXPIRES\tDRIFT")
+	fmt.Fprintln(tw, "NODE\tREACHABLE\tGENERATION\tBACKUPS\tCA\tGOSSIP KEY\tCERT EXPIRES\tDRIFT")
 	for _, n := range r.Nodes {
 		if !n.Reachable || n.Err != nil {
-			fmt.Fprintf(tw, "%s\tno\t\t\t\t\t%s\n", n.Node, n.Error)
+			fmt.Fprintf(tw, "%s\tno\t\t\t\t\t\t%s\n", n.Node, n.Error)
 			continue
 		}
 		gen := orNone(n.Generation)
@@ -573,7 +573,7 @@ func writeStatus(w io.Writer, r *distribute.StatusResult, now time.Time) {
 			}
 			drift = strings.Join(parts, "; ")
 		}
-		fmt.Fprintf(tw, "%s\tyes\t%s\t%s\t%s\t%s\t%s\n", n.Node, gen, short(n.CAFingerprint), n.GossipFingerprint, expires, drift)
+		fmt.Fprintf(tw, "%s\tyes\t%s\t%d\t%s\t%s\t%s\t%s\n", n.Node, gen, n.Backups, short(n.CAFingerprint), n.GossipFingerprint, expires, drift)
 	}
 	tw.Flush()
 }
