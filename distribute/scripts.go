@@ -159,13 +159,14 @@ func inspectMeshScript(paths []string, stateDir string, gossip bool, units []str
 
 // prepareScript takes the node lock (or finds it already ours), creates
 // missing target directories and an empty 0700 staging directory beside
-// each target (scripts/prepare.sh).
-func prepareScript(j *journalNode, runID, lockInfo string, force bool) string {
+// each target (scripts/prepare.sh). With forceRun set, a lock that run
+// holds is removed first (the admin side decided it may be taken over).
+func prepareScript(j *journalNode, runID, lockInfo, forceRun string) string {
 	var v vars
 	v.set("S", j.StateDir)
 	v.set("RUN", runID)
 	v.set("LOCKINFO", lockInfo)
-	v.set("FORCE", bit(force))
+	v.set("FORCE_RUN", forceRun)
 	v.set("DIRS", lines(j.targetDirs()))
 	v.set("STAGE", j.Stage)
 	return stepScript("prepare", v)

@@ -2,9 +2,14 @@
 # creates the missing target directories (DIRS) and an empty 0700 staging
 # directory named STAGE in each. Prints CREATED<TAB>dir for directories it
 # made, or LOCKED<TAB>run<TAB>info and exits EX_LOCKED when another run holds
-# the lock. FORCE=1 removes another run's lock first (--force-unlock).
+# the lock. FORCE_RUN names a run whose lock the admin side judged may be
+# taken over (--force-unlock): the lock is removed first, only while it
+# still names that run.
 { [ -d "$R$S" ] || mkdir -p "$R$S"; } && chmod 700 "$R$S" || { echo "cannot create the node state directory $S" >&2; exit "$EX_STATEDIR"; }
-if [ "$FORCE" = 1 ]; then rm -rf "$R$S/lock"; fi
+if [ -n "$FORCE_RUN" ]; then
+  _f=; { read -r _f <"$R$S/lock/run"; } 2>/dev/null
+  if [ "$_f" = "$FORCE_RUN" ]; then rm -rf -- "$R$S/lock"; fi
+fi
 if mkdir "$R$S/lock" 2>/dev/null; then
   printf '%s\n' "$LOCKINFO" >"$R$S/lock/info" && printf '%s\n' "$RUN" >"$R$S/lock/run" || { echo "cannot write the lock" >&2; exit "$EX_LOCKWRITE"; }
 elif ! held; then

@@ -43,8 +43,10 @@ type DistOptions struct {
 
 // ApplyOptions are the options of `apply`.
 type ApplyOptions struct {
-	Yes         bool // skip the confirmation prompt
-	ForceUnlock bool
+	Yes bool // skip the confirmation prompt
+	// ForceUnlock takes over the state lock and node locks of runs that are
+	// over (--force-unlock[=RUN]).
+	ForceUnlock distribute.Unlock
 	// PlanFile applies a plan saved by `plan -out FILE`, exactly, without
 	// asking: refused when the bundles or any node changed since.
 	PlanFile string
@@ -155,11 +157,13 @@ type remote struct {
 
 // openRemote loads the cluster file and the state, renders the bundles of
 // the selected nodes and opens the session (connections are made lazily).
-func openRemote(c Common, d DistOptions) (*remote, error) { return openRemoteForce(c, d, false) }
+func openRemote(c Common, d DistOptions) (*remote, error) {
+	return openRemoteForce(c, d, distribute.Unlock{})
+}
 
 // openRemoteForce is openRemote for commands that change nodes; force
-// lets them take over node locks left by a dead run (--force-unlock).
-func openRemoteForce(c Common, d DistOptions, force bool) (*remote, error) {
+// says which node locks of other runs they may take over (--force-unlock).
+func openRemoteForce(c Common, d DistOptions, force distribute.Unlock) (*remote, error) {
 	t, err := inventory.Load(c.Inventory)
 	if err != nil {
 		return nil, err
@@ -362,7 +366,7 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 	} else if !a.Yes && !c.Interactive {
 		return errors.New("apply changes nodes: pass --yes to confirm when not on a terminal")
 	}
-	lock, err := lockState(r.st, "apply", a.ForceUnlock)
+	lock, err := lockState(r.st, "apply", a.ForceUnlock.Any())
 	if err != nil {
 		return err
 	}

@@ -17,8 +17,8 @@ EX_INVALID=51
 EX_MESH=60
 S='/var/lib/mtlsctl'
 RUN='0123456789abcdef'
-LOCKINFO='run=0123456789abcdef holder=alice@admin-1 pid=42 time=2026-01-02T03:04:05Z op=apply'
-FORCE='0'
+LOCKINFO='run=0123456789abcdef holder=alice@admin-1 pid=42 time=2026-01-02T03:04:05Z op=apply procspace=00112233aabbccdd start=123456'
+FORCE_RUN='fedcba9876543210'
 DIRS='/etc/consul.d
 /etc/consul.d/tls
 /var/lib/mtlsctl
@@ -61,9 +61,14 @@ reload_agent() {
 # creates the missing target directories (DIRS) and an empty 0700 staging
 # directory named STAGE in each. Prints CREATED<TAB>dir for directories it
 # made, or LOCKED<TAB>run<TAB>info and exits EX_LOCKED when another run holds
-# the lock. FORCE=1 removes another run's lock first (--force-unlock).
+# the lock. FORCE_RUN names a run whose lock the admin side judged may be
+# taken over (--force-unlock): the lock is removed first, only while it
+# still names that run.
 { [ -d "$R$S" ] || mkdir -p "$R$S"; } && chmod 700 "$R$S" || { echo "cannot create the node state directory $S" >&2; exit "$EX_STATEDIR"; }
-if [ "$FORCE" = 1 ]; then rm -rf "$R$S/lock"; fi
+if [ -n "$FORCE_RUN" ]; then
+  _f=; { read -r _f <"$R$S/lock/run"; } 2>/dev/null
+  if [ "$_f" = "$FORCE_RUN" ]; then rm -rf -- "$R$S/lock"; fi
+fi
 if mkdir "$R$S/lock" 2>/dev/null; then
   printf '%s\n' "$LOCKINFO" >"$R$S/lock/info" && printf '%s\n' "$RUN" >"$R$S/lock/run" || { echo "cannot write the lock" >&2; exit "$EX_LOCKWRITE"; }
 elif ! held; then
