@@ -67,8 +67,8 @@ reload_agent() {
 # sha256sum and one stat for all files. With GOSSIP=1, JSON files holding
 # "encrypt" also get E<TAB>path<TAB>sha256 of the key, hashed on the node
 # (the key never leaves it). A B line counts the backup generations. UNITS
-# (one per line) get U lines, and with
-# FWIN/FWNAT set, W lines say whether those chains are jumped to.
+# (one per line) get U lines, and with FWIN/FWNAT set, W lines say whether
+# those chains are jumped to.
 one() {
   if [ -f "$R$1" ]; then printf 'F\t%s\n' "$1"; set_add "$R$1"
   elif [ -e "$R$1" ] || [ -L "$R$1" ]; then printf 'X\t%s\n' "$1"
