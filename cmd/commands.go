@@ -177,7 +177,7 @@ func applyCommand() *cli.Command {
 			"if the state, the cluster file or any node changed since.",
 		Flags: append(sshFlags(),
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
-			&cli.BoolFlag{Name: "force-unlock", Usage: "take over state and node locks left by a dead mtlsctl run (refused while it runs)"},
+			forceUnlockFlag(),
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {
@@ -185,7 +185,7 @@ func applyCommand() *cli.Command {
 			}
 			return app.Apply(c.Context, common(c), distOptions(c), app.ApplyOptions{
 				Yes:         c.Bool("yes"),
-				ForceUnlock: c.Bool("force-unlock"),
+				ForceUnlock: forceUnlock(c),
 				PlanFile:    c.Args().First(),
 			})
 		},
@@ -232,13 +232,13 @@ func uninstallCommand() *cli.Command {
 		Usage: "remove exactly what mtlsctl installed (proxy units, firewall chains and nat rules, its intentions, files and node state), after a plan",
 		Flags: append(sshFlags(),
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
-			&cli.BoolFlag{Name: "force-unlock", Usage: "take over state and node locks left by a dead mtlsctl run (refused while it runs)"},
+			forceUnlockFlag(),
 		),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			return app.Uninstall(c.Context, common(c), distOptions(c), app.UninstallOptions{Yes: c.Bool("yes"), ForceUnlock: c.Bool("force-unlock")})
+			return app.Uninstall(c.Context, common(c), distOptions(c), app.UninstallOptions{Yes: c.Bool("yes"), ForceUnlock: forceUnlock(c)})
 		},
 	}
 }

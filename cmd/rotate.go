@@ -13,7 +13,7 @@ func rotateCommand() *cli.Command {
 	yes := func() []cli.Flag {
 		return []cli.Flag{
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
-			&cli.BoolFlag{Name: "force-unlock", Usage: "take over state and node locks left by a dead mtlsctl run (refused while it runs)"},
+			forceUnlockFlag(),
 		}
 	}
 	sub := func(name, usage, desc string, extra []cli.Flag, run func(context.Context, app.Common, app.DistOptions, app.RotateOptions) error) *cli.Command {
@@ -28,7 +28,7 @@ func rotateCommand() *cli.Command {
 				}
 				return run(c.Context, common(c), distOptions(c), app.RotateOptions{
 					Yes:         c.Bool("yes"),
-					ForceUnlock: c.Bool("force-unlock"),
+					ForceUnlock: forceUnlock(c),
 					GossipWait:  c.Duration("wait"),
 				})
 			},

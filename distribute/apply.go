@@ -255,7 +255,50 @@ func (s *Session) lockInfo(c *transport.Conn, runID string) string {
 	if user == "" {
 		user = "unknown"
 	}
-	return lockInfoText(runID, user, host, os.Getpid(), "apply", time.Now())
+	return lockInfoText(runID, user, host, os.Getpid(), "apply", time.Now(), procIdentity(), procStart(os.Getpid()))
+}
+
+// takeLock runs the prepare step: it takes the node lock for runID and
+// creates the staging directories, and returns the target directories it
+// created. When another run holds the lock, the holder is judged here, on
+// the admin machine (decideUnlock), and with Options.ForceUnlock allowing
+// it, the step runs once more, removing the lock only if it still names
+// that run.
+func (s *Session) takeLock(ctx context.Context, c *transport.Conn, n *inventory.Node, jn *journalNode, runID string) ([]string, error) {
+	forceRun := ""
+	for {
+		out, err := c.Run(ctx, "lock", prepareScript(jn, runID, s.lockInfo(c, runID), forceRun))
+		var created []string
+		var held *LockInfo
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Split(line, "\t")
+			switch {
+			case f[0] == markerCreated && len(f) == 2:
+				created = append(created, f[1])
+			case f[0] == markerLocked && len(f) == 3:
+				held = parseLock(f[1], f[2], s.o.LockTTL)
+			}
+		}
+		if held == nil {
+			if se, ok := asScriptError(err); ok && se.Code == exitStatus("EX_UNSAFE_DIR") {
+				// The step names every such directory and what to do about it.
+				return created, nodeErr(n.Name, "stage", fmt.Errorf("%w: %s", ErrUnsafeDir, strings.TrimSpace(se.Stderr)))
+			}
+			if err != nil {
+				return created, nodeErr(n.Name, "lock", err)
+			}
+			return created, nil
+		}
+		if forceRun != "" {
+			// Taken again by yet another run in between: judge no further.
+			return nil, nodeErr(n.Name, "lock", fmt.Errorf("%w: %s", ErrLocked, held))
+		}
+		if derr := decideUnlock(held, s.o.ForceUnlock, jn.StateDir); derr != nil {
+			return nil, nodeErr(n.Name, "lock", derr)
+		}
+		s.report(n.Name, "lock", "taking over the lock of run "+held.RunID+" ("+held.Holder+")", nil)
+		forceRun = held.RunID
+	}
 }
 
 // stageNode takes the node lock, uploads every file into staging (all
@@ -283,26 +326,14 @@ func (s *Session) stageNode(ctx context.Context, n *inventory.Node, j *journal, 
 		return nodeErr(n.Name, "lock", err)
 	}
 	s.report(n.Name, "lock", "", nil)
-	out, err := c.Run(ctx, "lock", prepareScript(jn, j.RunID, s.lockInfo(c, j.RunID), s.o.ForceUnlock))
-	var created []string
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Split(line, "\t")
-		switch {
-		case f[0] == markerCreated && len(f) == 2:
-			created = append(created, f[1])
-		case f[0] == markerLocked && len(f) == 3:
-			return nodeErr(n.Name, "lock", fmt.Errorf("%w: %s", ErrLocked, parseLock(f[1], f[2], s.o.LockTTL)))
-		}
-	}
+	// The directories a failed prepare step made are recorded too, for
+	// the cleanup.
+	created, err := s.takeLock(ctx, c, n, jn, j.RunID)
 	if uerr := j.update(func() { jn.CreatedDirs = created }); uerr != nil {
 		return uerr
 	}
 	if err != nil {
-		if se, ok := asScriptError(err); ok && se.Code == exitStatus("EX_UNSAFE_DIR") {
-			// The step names every such directory and what to do about it.
-			return nodeErr(n.Name, "stage", fmt.Errorf("%w: %s", ErrUnsafeDir, strings.TrimSpace(se.Stderr)))
-		}
-		return nodeErr(n.Name, "lock", err)
+		return err
 	}
 	gate.release(n.Name, nil)
 	if err := s.checkUnmoved(ctx, c, np); err != nil {
@@ -324,7 +355,7 @@ func (s *Session) stageNode(ctx context.Context, n *inventory.Node, j *journal, 
 	s.report(n.Name, "verify", "", nil)
 	configDir := s.topo.Cluster.Consul.ConfigDir
 	vfiles := validateConfigFiles(jn, configDir)
-	out, err = c.Run(ctx, "verify", verifyScript(jn, verifyOpts{configDir: configDir, runID: j.RunID, validate: vfiles, uploaded: done}))
+	out, err := c.Run(ctx, "verify", verifyScript(jn, verifyOpts{configDir: configDir, runID: j.RunID, validate: vfiles, uploaded: done}))
 	got := parseHashes(out)
 	for i, f := range jn.Files {
 		h := ""
@@ -540,7 +571,7 @@ func (s *Session) finishAll(ctx context.Context, j *journal, res *ApplyResult) e
 		var out string
 		if !jn.Committed {
 			s.report(n.Name, "commit", "", nil)
-			out, err = c.Run(ctx, "commit", commitScript(jn, j.RunID, &reloadStep{command: cmd, fallback: s.fallback(jn)}))
+			out, err = c.Run(ctx, "commit", commitScript(jn, j.RunID, s.topo.Cluster.Backups.Keep, &reloadStep{command: cmd, fallback: s.fallback(jn)}))
 			if !strings.Contains(out, markerCommitted) {
 				if err == nil {
 					err = errors.New("the commit step ended without confirming the commit")

@@ -16,9 +16,10 @@ type Options struct {
 	// Apply keeps its journal. Required by Apply. The caller holds the
 	// state directory's lock while Apply runs.
 	JournalDir string
-	// ForceUnlock removes a node lock held by another run. Use it only when
-	// the holder is known to be dead.
-	ForceUnlock bool
+	// ForceUnlock says which node locks held by other runs Apply may take
+	// over (see Unlock); the zero value takes none. The holder is judged on
+	// this machine: a lock of a run still going here is never taken.
+	ForceUnlock Unlock
 	// LockTTL is the age after which a held lock is reported as probably
 	// stale (default 1h). A stale lock is still never taken silently.
 	LockTTL time.Duration

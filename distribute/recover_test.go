@@ -162,22 +162,19 @@ func TestConcurrentAppliesLocked(t *testing.T) {
 
 func TestStaleLockReportedNotTaken(t *testing.T) {
 	f := newFixture(t, nodeSpec{name: "a"})
-	lock := f.servers["a"].Path("/var/lib/mtlsctl/lock")
-	os.MkdirAll(lock, 0o700)
-	os.WriteFile(filepath.Join(lock, "run"), []byte("deadbeef\n"), 0o600)
-	os.WriteFile(filepath.Join(lock, "info"), []byte("run=deadbeef holder=alice@old-admin pid=42 time=2020-01-01T00:00:00Z op=apply\n"), 0o600)
+	plantLock(t, f, "a", "deadbeef", "run=deadbeef holder=alice@old-admin pid=42 time=2020-01-01T00:00:00Z op=apply\n")
 	b := f.bundles("")
 	_, err := f.apply(t, b, f.opts())
-	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "alice@old-admin pid 42") || !strings.Contains(err.Error(), "stale") {
-		t.Fatalf("err = %v, want a stale-lock report naming alice", err)
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "alice@old-admin pid 42") || !strings.Contains(err.Error(), "--force-unlock=deadbeef") {
+		t.Fatalf("err = %v, want a lock report naming alice and the run to confirm", err)
 	}
 	if f.readNode("a", "/etc/consul.d/consul.json") != "" {
 		t.Fatal("applied despite the lock")
 	}
 	o := f.opts()
-	o.ForceUnlock = true
+	o.ForceUnlock = Unlock{Gone: true, Run: "deadbeef"}
 	if _, err := f.apply(t, b, o); err != nil {
-		t.Fatalf("with ForceUnlock: %v", err)
+		t.Fatalf("with --force-unlock=deadbeef: %v", err)
 	}
 	if f.stagingLeft("a") != nil {
 		t.Errorf("left behind %v", f.stagingLeft("a"))

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/mtlsctl/mtlsctl/consulcfg"
 	"github.com/mtlsctl/mtlsctl/distribute/transport"
+	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
 // The node steps are POSIX sh files in scripts/, embedded. Each step is
@@ -158,15 +160,17 @@ func inspectMeshScript(paths []string, stateDir string, gossip bool, units []str
 
 // prepareScript refuses target directories, the directories of files the
 // mesh step deletes and the node state directory when a user other than
-// root could swap entries in them, takes the node lock
-// (or finds it already ours), creates missing target directories and an
-// empty 0700 staging directory beside each target (scripts/prepare.sh).
-func prepareScript(j *journalNode, runID, lockInfo string, force bool) string {
+// root could swap entries in them, takes the node lock (or finds it
+// already ours), creates missing target directories and an empty 0700
+// staging directory beside each target (scripts/prepare.sh). With forceRun
+// set, a lock that run holds is removed first (the admin side decided it
+// may be taken over).
+func prepareScript(j *journalNode, runID, lockInfo, forceRun string) string {
 	var v vars
 	v.set("S", j.StateDir)
 	v.set("RUN", runID)
 	v.set("LOCKINFO", lockInfo)
-	v.set("FORCE", bit(force))
+	v.set("FORCE_RUN", forceRun)
 	v.set("DIRS", lines(j.targetDirs()))
 	v.set("CHECK", lines(j.deleteDirs()))
 	v.set("STAGE", j.Stage)
@@ -267,9 +271,12 @@ type reloadStep struct {
 
 // commitScript checks the staged files, backs up the targets, renames the
 // staged files into place (the generation file last), syncs and removes
-// the staging directories, then, when reload is set, reloads or restarts
-// the agent and releases the lock (scripts/commit.sh).
-func commitScript(j *journalNode, runID string, reload *reloadStep) string {
+// the staging directories, deletes the backups beyond the newest
+// keepBackups generations (0: inventory.DefaultBackupsKeep; the one this
+// commit made always stays), then,
+// when reload is set, reloads or restarts the agent and releases the lock
+// (scripts/commit.sh).
+func commitScript(j *journalNode, runID string, keepBackups int, reload *reloadStep) string {
 	keep := j.Mesh != nil && !j.MeshDone
 	prev := j.PreviousGeneration
 	if prev == "" {
@@ -293,6 +300,11 @@ func commitScript(j *journalNode, runID string, reload *reloadStep) string {
 	v.set("S", j.StateDir)
 	v.set("RUN", runID)
 	v.set("B", path.Join(j.StateDir, backupDir, prev))
+	v.set("BACKUP_DIR", backupDir)
+	if keepBackups < 1 {
+		keepBackups = inventory.DefaultBackupsKeep
+	}
+	v.set("KEEP_BACKUPS", strconv.Itoa(keepBackups))
 	v.set("FILES", lines(files))
 	v.set("BACKUPS", lines(groups(byDir)))
 	v.set("MOVES", lines(moves))

@@ -46,18 +46,35 @@ type manifestFile struct {
 	Kind   consulcfg.Kind `json:"kind"`
 }
 
-// LockInfo describes a node lock: who holds it and since when.
+// LockInfo describes a node lock: who holds it and since when, and what
+// this admin machine can tell about that holder.
 type LockInfo struct {
 	RunID  string    `json:"run_id"`
 	Holder string    `json:"holder"` // user@host pid N
+	Host   string    `json:"host,omitempty"`
+	PID    int       `json:"pid,omitempty"`
 	Op     string    `json:"op,omitempty"`
 	Since  time.Time `json:"since,omitempty"`
 	// Stale is set when the lock is older than Options.LockTTL: its holder
 	// probably died. It is still never taken without ForceUnlock.
 	Stale bool `json:"stale,omitempty"`
+	// Note says whether the holder still runs, when this machine can tell,
+	// and how the lock can be taken over.
+	Note string `json:"note,omitempty"`
+
+	procSpace string // the holder's process space (see procIdentity)
+	start     string // the holder's start time (see procStart)
 }
 
 func (l *LockInfo) String() string {
+	if l.Note == "" {
+		return l.holder()
+	}
+	return l.holder() + "; " + l.Note
+}
+
+// holder is "held by WHO (run R, OP, since T)".
+func (l *LockInfo) holder() string {
 	s := fmt.Sprintf("held by %s (run %s", l.Holder, l.RunID)
 	if l.Op != "" {
 		s += ", " + l.Op
@@ -65,11 +82,22 @@ func (l *LockInfo) String() string {
 	if !l.Since.IsZero() {
 		s += ", since " + l.Since.UTC().Format(time.RFC3339)
 	}
-	s += ")"
-	if l.Stale {
-		s += "; it looks stale (its holder probably died): if no other mtlsctl is running, rerun with --force-unlock"
+	return s + ")"
+}
+
+// note is LockInfo.Note: what is known about the holder and what to do.
+func (l *LockInfo) note() string {
+	switch state, why := l.assess(); state {
+	case holderRunning:
+		return "that run is still going on this machine"
+	case holderGone:
+		return fmt.Sprintf("that run is over (%s): --force-unlock takes the lock over", why)
+	case holderElsewhere:
+		if l.Stale {
+			return "it looks stale (its holder probably died); " + elsewhereAdvice(l)
+		}
 	}
-	return s
+	return ""
 }
 
 // remoteState is everything one inspect script reports.
@@ -79,6 +107,9 @@ type remoteState struct {
 	Generation string
 	Manifest   *manifest
 	Lock       *LockInfo
+	// Backups is the number of backup generations under the node state
+	// directory's backup/.
+	Backups int
 	// Units maps a unit to `systemctl is-active`'s answer.
 	Units map[string]string
 	// Hooked says whether mtlsctl's chains are jumped to ("filter", "nat").
@@ -162,6 +193,10 @@ func parseInspect(out string, ttl time.Duration) (*remoteState, error) {
 			if len(fields) >= 3 {
 				r.Lock = parseLock(fields[1], fields[2], ttl)
 			}
+		case "B":
+			if len(fields) >= 2 {
+				r.Backups, _ = strconv.Atoi(fields[1])
+			}
 		case "U":
 			if len(fields) >= 3 {
 				r.Units[fields[1]] = fields[2]
@@ -175,9 +210,16 @@ func parseInspect(out string, ttl time.Duration) (*remoteState, error) {
 	return r, sc.Err()
 }
 
-// lockInfoText is what a lock's info file holds.
-func lockInfoText(runID, user, host string, pid int, op string, now time.Time) string {
-	return fmt.Sprintf("run=%s holder=%s@%s pid=%d time=%s op=%s", runID, user, host, pid, now.UTC().Format(time.RFC3339), op)
+// lockInfoText is what a lock's info file holds: run, holder, pid, time
+// and op, then, when known (not ""), the holder's process space and start
+// time (procIdentity, procStart), which let a later run on the same
+// machine tell whether the holder still runs.
+func lockInfoText(runID, user, host string, pid int, op string, now time.Time, space, start string) string {
+	s := fmt.Sprintf("run=%s holder=%s@%s pid=%d time=%s op=%s", runID, user, host, pid, now.UTC().Format(time.RFC3339), op)
+	if space != "" && start != "" {
+		s += fmt.Sprintf(" procspace=%s start=%s", space, start)
+	}
+	return s
 }
 
 func parseLock(run, info string, ttl time.Duration) *LockInfo {
@@ -188,12 +230,20 @@ func parseLock(run, info string, ttl time.Duration) *LockInfo {
 		switch k {
 		case "holder":
 			l.Holder = v
+			if _, host, ok := strings.Cut(v, "@"); ok {
+				l.Host = host
+			}
 		case "pid":
 			pid = v
+			l.PID, _ = strconv.Atoi(v)
 		case "time":
 			l.Since, _ = time.Parse(time.RFC3339, v)
 		case "op":
 			l.Op = v
+		case "procspace":
+			l.procSpace = v
+		case "start":
+			l.start = v
 		}
 	}
 	if pid != "" {
@@ -202,6 +252,7 @@ func parseLock(run, info string, ttl time.Duration) *LockInfo {
 	if !l.Since.IsZero() && ttl > 0 && time.Since(l.Since) > ttl {
 		l.Stale = true
 	}
+	l.Note = l.note()
 	return l
 }
 

@@ -34,7 +34,10 @@ type NodeStatus struct {
 	CertSubject       string    `json:"cert_subject,omitempty"`
 	Drift             []Drift   `json:"drift,omitempty"`
 	Lock              *LockInfo `json:"lock,omitempty"`
-	Error             string    `json:"error,omitempty"`
+	// Backups is how many backup generations (replaced files, keys
+	// included) the node keeps under its state directory.
+	Backups int    `json:"backup_generations"`
+	Error   string `json:"error,omitempty"`
 	// Err is the typed error (a *NodeError) when the node could not be read.
 	Err error `json:"-"`
 }
@@ -133,7 +136,7 @@ func (s *Session) statusNode(ctx context.Context, n *inventory.Node, ns *NodeSta
 	if err != nil {
 		return nodeErr(n.Name, "inspect", err)
 	}
-	ns.Generation, ns.Lock = r.Generation, r.Lock
+	ns.Generation, ns.Lock, ns.Backups = r.Generation, r.Lock, r.Backups
 	ns.Pending = b != nil && b.Generation != r.Generation
 	if r.Manifest != nil {
 		for _, mf := range r.Manifest.Files {

@@ -172,7 +172,7 @@ func TestPrepareRefusesUnsafeDirs(t *testing.T) {
 				if tc.deletes != nil {
 					jn.Mesh = &meshStep{Deletes: tc.deletes}
 				}
-				code, _, stderr := runStepLocal(t, shell, root, prepareScript(jn, "0123456789abcdef", "test", false))
+				code, _, stderr := runStepLocal(t, shell, root, prepareScript(jn, "0123456789abcdef", "test", ""))
 				if tc.want == nil {
 					if code != 0 {
 						t.Fatalf("prepare exited %d: %s", code, stderr)

@@ -13,6 +13,7 @@ const (
 	DefaultSSHUser        = "root"
 	DefaultSSHPort        = 22
 	DefaultNodeStateDir   = "/var/lib/mtlsctl"
+	DefaultBackupsKeep    = 3                     // backups.keep
 	DefaultUnitDir        = "/etc/systemd/system" // mesh.unit_dir
 	DefaultConsulBinary   = "/usr/bin/consul"     // mesh.consul_binary
 	DefaultTokenDir       = "/etc/mtlsctl/acl"    // acl.token_dir
@@ -141,6 +142,9 @@ func applyDefaults(c *Cluster) {
 	def(&c.ACL.TokenDir, DefaultTokenDir)
 	if c.SSH.Port == 0 {
 		c.SSH.Port = DefaultSSHPort
+	}
+	if c.Backups.Keep == 0 {
+		c.Backups.Keep = DefaultBackupsKeep
 	}
 	if c.Ports == nil {
 		c.Ports = map[string]PortRange{}

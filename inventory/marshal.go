@@ -79,6 +79,11 @@ func Marshal(c *Cluster) ([]byte, error) {
 	if c.NodeStateDir != "" && c.NodeStateDir != DefaultNodeStateDir {
 		addStr(root, "node_state_dir", c.NodeStateDir)
 	}
+	if c.Backups.Keep != 0 && c.Backups.Keep != DefaultBackupsKeep {
+		b := mapping()
+		addInt(b, "keep", c.Backups.Keep)
+		add(root, "backups", b)
+	}
 	if mesh := marshalMesh(c); len(mesh.Content) > 0 {
 		add(root, "mesh", mesh)
 	}

@@ -261,7 +261,7 @@ func (d *decoder) boolean(n *yaml.Node, path string) bool {
 }
 
 func (d *decoder) cluster(root *yaml.Node, c *Cluster) {
-	f := d.fields(root, "", "cluster", "consul", "ssh", "ports", "node_state_dir", "mesh", "acl", "datacenters")
+	f := d.fields(root, "", "cluster", "consul", "ssh", "ports", "node_state_dir", "backups", "mesh", "acl", "datacenters")
 	c.Mesh.Enabled = true // the mesh is on unless the file turns it off
 	c.ACL.Enabled = true  // so are ACLs
 	if f == nil {
@@ -277,6 +277,9 @@ func (d *decoder) cluster(root *yaml.Node, c *Cluster) {
 	}
 	if n, ok := f["ports"]; ok {
 		c.Ports = d.ports(n)
+	}
+	if n, ok := f["backups"]; ok {
+		d.backups(n, &c.Backups)
 	}
 	if n, ok := f["mesh"]; ok {
 		d.mesh(n, &c.Mesh)
@@ -316,6 +319,27 @@ func (d *decoder) ssh(n *yaml.Node, s *SSH) {
 	if v, ok := f["port"]; ok {
 		s.Port, _ = d.port(v, "ssh.port")
 	}
+}
+
+// backups decodes the backups block. keep must be a whole number from 1: a
+// node always keeps the backup its last commit made.
+func (d *decoder) backups(n *yaml.Node, b *Backups) {
+	f := d.fields(n, "backups", "keep")
+	v, ok := f["keep"]
+	if !ok {
+		return
+	}
+	r := d.resolve(v)
+	if r == nil {
+		return
+	}
+	s := d.str(r, "backups.keep")
+	k, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || k < 1 {
+		d.ps.addLine(r.Line, "backups.keep", "keep %q is not a whole number from 1: give how many backup generations each node keeps (default %d; the newest is always kept)", s, DefaultBackupsKeep)
+		return
+	}
+	b.Keep = k
 }
 
 // mesh decodes the mesh block. A missing enabled key leaves the mesh on.

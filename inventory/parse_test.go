@@ -73,6 +73,9 @@ func TestParseDefaults(t *testing.T) {
 	if c.NodeStateDir != "/var/lib/mtlsctl" {
 		t.Errorf("node_state_dir = %q", c.NodeStateDir)
 	}
+	if c.Backups.Keep != DefaultBackupsKeep {
+		t.Errorf("backups.keep = %d, want the default %d", c.Backups.Keep, DefaultBackupsKeep)
+	}
 	if !reflect.DeepEqual(c.Ports, DefaultRanges()) {
 		t.Errorf("ports = %v, want the defaults", c.Ports)
 	}
@@ -197,6 +200,10 @@ func TestParseErrors(t *testing.T) {
 		{"malformed range", "postgres: 10300-10399", "postgres: 10300..10399 # here", "# here", "ports.postgres", `"10300..10399" is not MIN-MAX`},
 		{"range not numbers", "postgres: 10300-10399", "postgres: a-b # here", "# here", "ports.postgres", "two numbers"},
 		{"range reversed", "postgres: 10300-10399", "postgres: 10399-10300 # here", "# here", "ports.postgres", "starts above its end"},
+		{"backups keep zero", "cluster: edge", "cluster: edge\nbackups:\n  keep: 0 # here", "# here", "backups.keep", `keep "0" is not a whole number from 1`},
+		{"backups keep negative", "cluster: edge", "cluster: edge\nbackups: {keep: -2} # here", "# here", "backups.keep", `keep "-2" is not a whole number from 1`},
+		{"backups keep not a number", "cluster: edge", "cluster: edge\nbackups:\n  keep: three # here", "# here", "backups.keep", "whole number"},
+		{"backups unknown key", "cluster: edge", "cluster: edge\nbackups:\n  kep: 2 # here", "# here", "backups.kep", `unknown key "kep" (did you mean "keep"?)`},
 		{"range too small", "postgres: 10300-10399", "postgres: 10300-10301 # here", "# here", "ports.postgres", "has 2 ports but its nodes need 3 (3 per node): widen it, e.g. postgres: 10300-10399"},
 		{"ranges overlap", "postgres: 10300-10399", "postgres: 10150-10249 # here", "# here", "ports.postgres", "postgres range 10150-10249 overlaps the cassandra range 10100-10199"},
 		{"range overlaps a later default", "postgres: 10300-10399", "zookeeper: 10350-10449 # here", "# here", "ports.zookeeper", "zookeeper range 10350-10449 overlaps the postgres range 10300-10399"},
@@ -493,7 +500,7 @@ func TestMarshalOmitsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := string(out)
-	for _, absent := range []string{"ports:", "domain:", "ssh:", "node_state_dir", "mesh:"} {
+	for _, absent := range []string{"ports:", "domain:", "ssh:", "node_state_dir", "backups:", "mesh:"} {
 		if strings.Contains(s, absent) {
 			t.Errorf("default %q written:\n%s", absent, s)
 		}
@@ -503,4 +510,24 @@ func TestMarshalOmitsDefaults(t *testing.T) {
 	}
 	top.Cluster.Consul.Version = "1.10.0"
 	checkRoundTrip(t, top)
+}
+
+func TestParseBackupsKeep(t *testing.T) {
+	top := mustParse(t, "backups: {keep: 1}\n"+baseYAML)
+	if got := top.Cluster.Backups.Keep; got != 1 {
+		t.Errorf("backups.keep = %d, want 1", got)
+	}
+	out, err := Marshal(top.Cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "backups:\n  keep: 1\n") {
+		t.Errorf("a non-default keep is not written:\n%s", out)
+	}
+	checkRoundTrip(t, top)
+	c := mustParse(t, baseYAML).Cluster
+	c.Backups.Keep = -1
+	if _, err := Validate(c); err == nil || !strings.Contains(err.Error(), "backups.keep") {
+		t.Errorf("Validate with keep -1: %v, want a backups.keep problem", err)
+	}
 }

@@ -60,6 +60,8 @@ type Cluster struct {
 	Ports map[string]PortRange `json:"ports"`
 	// NodeStateDir is mtlsctl's own state directory on each node.
 	NodeStateDir string `json:"node_state_dir"`
+	// Backups says how many backups of replaced files each node keeps.
+	Backups Backups `json:"backups"`
 	// Mesh configures the Consul Connect service mesh (proxies, transparent
 	// egress, intentions, firewall). On by default.
 	Mesh Mesh `json:"mesh"`
@@ -96,6 +98,15 @@ type SSH struct {
 	KnownHosts   string `json:"known_hosts"`       // may start with ~/
 	Bastion      string `json:"bastion,omitempty"` // [user@]host[:port], as ProxyJump
 	Sudo         bool   `json:"sudo,omitempty"`    // stage as the user, install with sudo
+}
+
+// Backups is the cluster file's `backups:` block.
+type Backups struct {
+	// Keep is how many backup generations each node keeps under
+	// <node_state_dir>/backup (default DefaultBackupsKeep, at least 1): a
+	// commit that makes a new one deletes the oldest beyond Keep. They hold
+	// replaced private keys and gossip keys, so fewer is safer.
+	Keep int `json:"keep"`
 }
 
 // Mesh is the cluster file's `mesh:` block.

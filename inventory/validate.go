@@ -61,6 +61,9 @@ func validate(c *Cluster, ps *problems) (*Topology, error) {
 		ps.add("acl.token_dir", "token_dir %q must be an absolute path of letters, digits and . _ - + @ / only (the proxy units name their token files in ExecStart=), e.g. %s", c.ACL.TokenDir, DefaultTokenDir)
 	}
 	validateDirs(c, ps)
+	if c.Backups.Keep < 1 {
+		ps.add("backups.keep", "keep %d is not a whole number from 1: give how many backup generations each node keeps (default %d)", c.Backups.Keep, DefaultBackupsKeep)
+	}
 
 	if len(c.Datacenters) == 0 {
 		ps.add("datacenters", "no datacenters: add at least one with its nodes")

@@ -5,8 +5,8 @@
 # files into place (MOVES: "dir<TAB>staged..." lines, one mv each, the
 # generation file last), syncs the target directories (DIRS) and removes the
 # staging directories (STAGE). Prints COMMITTED once the files are in place,
-# then, with RELOAD=1, runs the reload (reload_agent). Running it twice is
-# harmless.
+# then prunes the backups to the newest KEEP_BACKUPS generations and, with
+# RELOAD=1, runs the reload (reload_agent). Running it twice is harmless.
 held || { echo "the node lock is not held by this apply (run $RUN); another admin may have forced it" >&2; exit "$EX_LOCKED"; }
 check() {
   if [ -f "$R$1" ]; then
@@ -43,7 +43,17 @@ if [ ! -e "$R$B/.complete-$RUN" ]; then
   done <<EOF_BACKUPS
 $BACKUPS
 EOF_BACKUPS
-  : >"$R$B/.complete-$RUN" || exit "$EX_BACKUP"
+  # Backups are root's alone whatever the originals allowed (the manifest
+  # copied with them records the modes), and each gets the next sequence
+  # number, which orders the generations for pruning.
+  [ -d "$R$B" ] || mkdir -p -- "$R$B" || exit "$EX_BACKUP"
+  chmod -R go-rwx -- "$R$B" || exit "$EX_BACKUP"
+  seq=0
+  for d in "$R$S/$BACKUP_DIR"/*; do
+    n=; { read -r n <"$d/.seq"; } 2>/dev/null
+    case $n in ''|*[!0-9]*) ;; *) [ "$n" -gt "$seq" ] && seq=$n ;; esac
+  done
+  printf '%s\n' "$((seq + 1))" >"$R$B/.seq" && : >"$R$B/.complete-$RUN" || exit "$EX_BACKUP"
 fi
 if [ "$fast" = 1 ]; then
   while IFS= read -r line; do
@@ -70,5 +80,25 @@ EOF_DIRS
 sync -- "$@" 2>/dev/null || sync
 for d; do rm -rf -- "$d/$STAGE"; done
 printf 'COMMITTED\n'
+# Only now, with the new files in place, the backups beyond the newest
+# KEEP_BACKUPS generations go (by sequence number; backups made before
+# numbering count as the oldest). The newest is this run's own B, which a
+# re-run of this step needs (.complete-$RUN), so it always stays. A failure
+# here is reported and does not undo the commit. rm -rf never follows a
+# link, and an entry that is not a real directory is left alone.
+BD="$R$S/$BACKUP_DIR"
+if [ -d "$BD" ] && [ ! -L "$BD" ]; then
+  list=
+  for d in "$BD"/*; do
+    [ -d "$d" ] && [ ! -L "$d" ] || continue
+    n=; { read -r n <"$d/.seq"; } 2>/dev/null
+    case $n in ''|*[!0-9]*) n=0 ;; esac
+    list="$list$n$TAB${d##*/}$NL"
+  done
+  printf '%s' "$list" | sort -t "$TAB" -k1,1nr -k2,2r | tail -n +"$((KEEP_BACKUPS + 1))" |
+    while IFS=$TAB read -r n g; do
+      [ -n "$g" ] && { rm -rf -- "$BD/$g" || echo "cannot remove the old backup $S/$BACKUP_DIR/$g" >&2; }
+    done
+fi
 [ "$RELOAD" = 1 ] || exit 0
 reload_agent

@@ -5,8 +5,9 @@
 # sha256 (after SUMS) and "mode owner group" (after STAT), using one
 # sha256sum and one stat for all files. With GOSSIP=1, JSON files holding
 # "encrypt" also get E<TAB>path<TAB>sha256 of the key, hashed on the node
-# (the key never leaves it). UNITS (one per line) get U lines, and with
-# FWIN/FWNAT set, W lines say whether those chains are jumped to.
+# (the key never leaves it). A B line counts the backup generations. UNITS
+# (one per line) get U lines, and with FWIN/FWNAT set, W lines say whether
+# those chains are jumped to.
 one() {
   if [ -f "$R$1" ]; then printf 'F\t%s\n' "$1"; set_add "$R$1"
   elif [ -e "$R$1" ] || [ -L "$R$1" ]; then printf 'X\t%s\n' "$1"
@@ -29,6 +30,10 @@ if [ -f "$R$S/manifest.sha256" ]; then
   while read -r sum p; do if [ -n "$p" ]; then one "$p"; fi; done <"$R$S/manifest.sha256"
 fi
 if [ -d "$R$S/lock" ]; then printf 'L\t%s\t%s\n' "$(cat "$R$S/lock/run" 2>/dev/null)" "$(tr '\n' ' ' <"$R$S/lock/info" 2>/dev/null)"; fi
+# The number of backup generations the node holds (B<TAB>count).
+nb=0
+for d in "$R$S/backup"/*; do if [ -d "$d" ] && [ ! -L "$d" ]; then nb=$((nb + 1)); fi; done
+printf 'B\t%s\n' "$nb"
 set -f; IFS=$NL; set -- $F; IFS=" $TAB$NL"; set +f
 if [ $# -gt 0 ]; then
   printf 'SUMS\n'

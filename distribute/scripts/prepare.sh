@@ -2,7 +2,9 @@
 # creates the missing target directories (DIRS) and an empty 0700 staging
 # directory named STAGE in each. Prints CREATED<TAB>dir for directories it
 # made, or LOCKED<TAB>run<TAB>info and exits EX_LOCKED when another run holds
-# the lock. FORCE=1 removes another run's lock first (--force-unlock).
+# the lock. FORCE_RUN names a run whose lock the admin side judged may be
+# taken over (--force-unlock): the lock is removed first, only while it
+# still names that run.
 #
 # Before it writes anything it refuses (EX_UNSAFE_DIR, naming each directory)
 # to work where a user other than root, or the user running the steps, could
@@ -86,13 +88,18 @@ $W
 EOF_W
 [ "$bad" = "$NL" ] || exit "$EX_UNSAFE_DIR"
 { [ -d "$R$S" ] || mkdir -p "$R$S"; } && chmod 700 "$R$S" || { echo "cannot create the node state directory $S" >&2; exit "$EX_STATEDIR"; }
-if [ "$FORCE" = 1 ]; then rm -rf "$R$S/lock"; fi
+if [ -n "$FORCE_RUN" ]; then
+  _f=; { read -r _f <"$R$S/lock/run"; } 2>/dev/null
+  if [ "$_f" = "$FORCE_RUN" ]; then rm -rf -- "$R$S/lock"; fi
+fi
 # The lock is written whole in a private directory and renamed into place
 # (rename(2), which fails while another run's lock is there), so a second
 # admin never reads a lock whose holder has not been written yet.
 L="$R$S/.mtlsctl-lock-$RUN"
 { [ ! -e "$L" ] || rm -rf -- "$L"; } && mkdir -- "$L" && printf '%s\n' "$LOCKINFO" >"$L/info" && printf '%s\n' "$RUN" >"$L/run" || { echo "cannot write the lock" >&2; exit "$EX_LOCKWRITE"; }
-if ! mv -T -- "$L" "$R$S/lock" 2>/dev/null; then
+# rename(2) would replace an empty directory: a lock left without its
+# record (by an older mtlsctl) must be refused, not taken.
+if [ -e "$R$S/lock" ] || ! mv -T -- "$L" "$R$S/lock" 2>/dev/null; then
   rm -rf -- "$L"
   if ! held; then
     printf 'LOCKED\t%s\t%s\n' "$(cat "$R$S/lock/run" 2>/dev/null)" "$(tr '\n' ' ' <"$R$S/lock/info" 2>/dev/null)"

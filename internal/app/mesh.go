@@ -374,7 +374,7 @@ func writeVerify(w io.Writer, res *VerifyResult) {
 // UninstallOptions are the options of `uninstall`.
 type UninstallOptions struct {
 	Yes         bool
-	ForceUnlock bool
+	ForceUnlock distribute.Unlock // --force-unlock[=RUN]
 }
 
 // Uninstall removes exactly what mtlsctl installed, after a plan the user
@@ -391,7 +391,7 @@ func Uninstall(ctx context.Context, c Common, d DistOptions, o UninstallOptions)
 	if !o.Yes && !c.Interactive {
 		return errors.New("uninstall changes nodes: pass --yes to confirm when not on a terminal")
 	}
-	lock, err := lockState(r.st, "uninstall", o.ForceUnlock)
+	lock, err := lockState(r.st, "uninstall", o.ForceUnlock.Any())
 	if err != nil {
 		return err
 	}

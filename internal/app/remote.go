@@ -43,8 +43,10 @@ type DistOptions struct {
 
 // ApplyOptions are the options of `apply`.
 type ApplyOptions struct {
-	Yes         bool // skip the confirmation prompt
-	ForceUnlock bool
+	Yes bool // skip the confirmation prompt
+	// ForceUnlock takes over the state lock and node locks of runs that are
+	// over (--force-unlock[=RUN]).
+	ForceUnlock distribute.Unlock
 	// PlanFile applies a plan saved by `plan -out FILE`, exactly, without
 	// asking: refused when the bundles or any node changed since.
 	PlanFile string
@@ -156,19 +158,19 @@ type remote struct {
 // openRemote loads the cluster file and the state, renders the bundles of
 // the selected nodes and opens the session (connections are made lazily).
 func openRemote(c Common, d DistOptions) (*remote, error) {
-	return openRemoteMode(c, d, false, true)
+	return openRemoteMode(c, d, distribute.Unlock{}, true)
 }
 
 // openRemoteForce is openRemote for commands that change nodes; force
-// lets them take over node locks left by a dead run (--force-unlock).
-func openRemoteForce(c Common, d DistOptions, force bool) (*remote, error) {
+// says which node locks of other runs they may take over (--force-unlock).
+func openRemoteForce(c Common, d DistOptions, force distribute.Unlock) (*remote, error) {
 	return openRemoteMode(c, d, force, false)
 }
 
-// openRemoteMode is openRemote with the force-unlock flag, and readOnly for
-// the commands that only look: they use the ACL management token but
+// openRemoteMode is openRemote with the force-unlock choice, and readOnly
+// for the commands that only look: they use the ACL management token but
 // never bootstrap the ACL system or write tokens.
-func openRemoteMode(c Common, d DistOptions, force, readOnly bool) (*remote, error) {
+func openRemoteMode(c Common, d DistOptions, force distribute.Unlock, readOnly bool) (*remote, error) {
 	t, err := inventory.Load(c.Inventory)
 	if err != nil {
 		return nil, err
@@ -376,7 +378,7 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 	} else if !a.Yes && !c.Interactive {
 		return errors.New("apply changes nodes: pass --yes to confirm when not on a terminal")
 	}
-	lock, err := lockState(r.st, "apply", a.ForceUnlock)
+	lock, err := lockState(r.st, "apply", a.ForceUnlock.Any())
 	if err != nil {
 		return err
 	}
@@ -571,10 +573,10 @@ func Status(ctx context.Context, c Common, d DistOptions) error {
 
 func writeStatus(w io.Writer, r *distribute.StatusResult, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tREACHABLE\tGENERATION\tCA\tGOSSIP KEY\tCERT EXPIRES\tDRIFT")
+	fmt.Fprintln(tw, "NODE\tREACHABLE\tGENERATION\tBACKUPS\tCA\tGOSSIP KEY\tCERT EXPIRES\tDRIFT")
 	for _, n := range r.Nodes {
 		if !n.Reachable || n.Err != nil {
-			fmt.Fprintf(tw, "%s\tno\t\t\t\t\t%s\n", n.Node, n.Error)
+			fmt.Fprintf(tw, "%s\tno\t\t\t\t\t\t%s\n", n.Node, n.Error)
 			continue
 		}
 		gen := orNone(n.Generation)
@@ -593,7 +595,7 @@ func writeStatus(w io.Writer, r *distribute.StatusResult, now time.Time) {
 			}
 			drift = strings.Join(parts, "; ")
 		}
-		fmt.Fprintf(tw, "%s\tyes\t%s\t%s\t%s\t%s\t%s\n", n.Node, gen, short(n.CAFingerprint), n.GossipFingerprint, expires, drift)
+		fmt.Fprintf(tw, "%s\tyes\t%s\t%d\t%s\t%s\t%s\t%s\n", n.Node, gen, n.Backups, short(n.CAFingerprint), n.GossipFingerprint, expires, drift)
 	}
 	tw.Flush()
 }

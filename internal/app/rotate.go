@@ -18,8 +18,8 @@ import (
 
 // RotateOptions are the options of `rotate gossip|certs|ca`.
 type RotateOptions struct {
-	Yes         bool // skip the confirmation prompt
-	ForceUnlock bool // take over node locks left by a dead run
+	Yes         bool              // skip the confirmation prompt
+	ForceUnlock distribute.Unlock // --force-unlock[=RUN]: node locks of runs that are over
 	// GossipWait bounds how long `rotate gossip` waits for every member to
 	// hold the new key (0: the default, scaled to the cluster's size).
 	GossipWait time.Duration
@@ -59,7 +59,7 @@ func startRotation(ctx context.Context, c Common, d DistOptions, r RotateOptions
 	if err != nil {
 		return nil, err
 	}
-	lock, err := lockState(rem.st, what, r.ForceUnlock)
+	lock, err := lockState(rem.st, what, r.ForceUnlock.Any())
 	if err != nil {
 		rem.close()
 		return nil, err
