@@ -8,7 +8,7 @@ import (
 	"github.com/mtlsctl/mtlsctl/internal/app"
 )
 
-// rotateCommand is `rotate gossip|certs|ca`: the zero-downtime rotations.
+// rotateCommand is `rotate gossip|certs|ca|tokens`: the zero-downtime rotations.
 func rotateCommand() *cli.Command {
 	yes := func() []cli.Flag {
 		return []cli.Flag{
@@ -36,7 +36,7 @@ func rotateCommand() *cli.Command {
 	}
 	return &cli.Command{
 		Name:  "rotate",
-		Usage: "zero-downtime rotations: the gossip key, node certificates, the CA",
+		Usage: "zero-downtime rotations: the gossip key, node certificates, the CA, the ACL tokens",
 		Subcommands: []*cli.Command{
 			sub("gossip", "rotate the gossip encryption key through the keyring API",
 				"Install the new key, wait until every member of every pool (LAN per datacenter, WAN) holds it,\n"+
@@ -48,6 +48,10 @@ func rotateCommand() *cli.Command {
 				"Without --nodes every node's certificate is reissued.", nil, app.RotateCerts),
 			sub("ca", "roll over to a new CA: trust old+new, reissue leaves, drop the old CA (each phase verified)",
 				"The old CA key stays archived in the state directory. Re-running resumes at the recorded phase.", nil, app.RotateCA),
+			sub("tokens", "replace every ACL token: agents', proxies' and the management token",
+				"New tokens are made in Consul first, pushed (agents reload, each proxy restarts on its new token,\n"+
+					"one proxy of a class at a time) and verified; only then are the old ones deleted. The new\n"+
+					"management token is saved in the state directory before the old one is deleted.", nil, app.RotateTokens),
 		},
 	}
 }

@@ -35,6 +35,8 @@ func TestRotateCommand(t *testing.T) {
 		{"certs needs --yes off a terminal", []string{"rotate", "certs"}, "pass --yes"},
 		{"ca needs --yes off a terminal", []string{"rotate", "ca"}, "pass --yes"},
 		{"no such rotation", []string{"rotate", "ca", "extra"}, "unexpected argument"},
+		{"tokens refuses --nodes", []string{"rotate", "tokens", "--nodes", "n1"}, "--nodes is not allowed"},
+		{"tokens needs the live cluster", []string{"rotate", "tokens", "--skip-live"}, "--skip-live is not allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := runRotate(t, append([]string{"-i", inv, "--state", state}, tc.args...)...)
@@ -47,7 +49,7 @@ func TestRotateCommand(t *testing.T) {
 	for _, c := range rotateCommand().Subcommands {
 		names = append(names, c.Name)
 	}
-	if strings.Join(names, " ") != "gossip certs ca" {
+	if strings.Join(names, " ") != "gossip certs ca tokens" {
 		t.Errorf("subcommands %v", names)
 	}
 }

@@ -158,8 +158,11 @@ type Health struct {
 	KeyringError string `json:"keyring_error,omitempty"`
 	// ACLError says why the ACL system could not be bootstrapped or its
 	// tokens made.
-	ACLError string        `json:"acl_error,omitempty"`
-	Nodes    []*NodeHealth `json:"nodes"`
+	ACLError string `json:"acl_error,omitempty"`
+	// ACL is the ACL system's state (the full report only; nil with ACLs
+	// off in the cluster file).
+	ACL   *ACLStatus    `json:"acl,omitempty"`
+	Nodes []*NodeHealth `json:"nodes"`
 }
 
 // DC returns the datacenter called name, or nil.
@@ -260,6 +263,12 @@ func (c *Cluster) health(ctx context.Context, o healthOpts) (*Health, error) {
 	}
 	if o.keyring {
 		c.keyring(ctx, h)
+		c.mu.Lock()
+		on := c.acl.Enabled
+		c.mu.Unlock()
+		if on {
+			h.ACL = c.ACLStatus(ctx)
+		}
 	}
 	asked := false
 	for _, n := range t.Nodes {
@@ -467,6 +476,14 @@ func (h *Health) Problems(t *inventory.Topology, want Want) []string {
 	var out []string
 	if h.ACLError != "" {
 		out = append(out, "ACL: "+h.ACLError)
+	}
+	if a := h.ACL; a != nil && a.Enabled {
+		switch {
+		case a.Error != "":
+			out = append(out, "ACL: "+a.Error)
+		case a.Present < a.Expected:
+			out = append(out, fmt.Sprintf("ACL: Consul holds %d of the %d agent and service tokens (missing: %s); run `mtlsctl apply` to make them", a.Present, a.Expected, strings.Join(a.Missing, ", ")))
+		}
 	}
 	dcs := map[string]bool{}
 	for _, n := range wanted {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/mtlsctl/mtlsctl/ca"
 	"github.com/mtlsctl/mtlsctl/consulcfg"
 	"github.com/mtlsctl/mtlsctl/distribute/consulapi"
+	"github.com/mtlsctl/mtlsctl/internal/fingerprint"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
@@ -99,5 +101,103 @@ func (r *remote) pruneTokens(ctx context.Context, c Common) error {
 	if n > 0 {
 		fmt.Fprintf(c.logw(), "acl: deleted %d token(s) no node uses any more\n", n)
 	}
+	return nil
+}
+
+// TokensResult is what `rotate tokens` did.
+type TokensResult struct {
+	// Replaced is how many agent and service tokens were replaced (and
+	// then deleted from Consul).
+	Replaced int `json:"replaced"`
+	// Management is the new management token's fingerprint.
+	Management string        `json:"management_token"`
+	Deleted    int           `json:"deleted"`
+	Duration   time.Duration `json:"duration_ns"`
+}
+
+// RotateTokens replaces every agent and service (proxy) token and the
+// management token without a moment in which a node holds a token Consul
+// does not know: the new tokens are made in Consul first, pushed (agents
+// reload; each proxy restarts on its new token, one proxy of a class at a
+// time), verified, and only then are the old ones deleted. The management
+// token is replaced last: a new one is made and saved before the old one is
+// deleted. Re-running after a failure replaces them again and deletes
+// every token no node uses.
+func RotateTokens(ctx context.Context, c Common, d DistOptions, r RotateOptions) error {
+	if len(d.Nodes) > 0 {
+		return Usagef("rotate tokens changes every node: --nodes is not allowed")
+	}
+	t, err := inventory.Load(c.Inventory)
+	if err != nil {
+		return err
+	}
+	if !t.Cluster.ACL.Enabled {
+		return fmt.Errorf("%s: ACLs are off (acl: {enabled: false}): there are no tokens to rotate", t.Cluster.Source)
+	}
+	if d.SkipLive {
+		return Usagef("rotate tokens needs the live cluster: --skip-live is not allowed")
+	}
+	x, err := startRotation(ctx, c, d, r, "rotate tokens", "Replace every agent, proxy and management token (agents reload, proxies restart one at a time)?")
+	if err != nil {
+		return err
+	}
+	defer x.close()
+	start := time.Now()
+	if _, err := x.st.ManagementToken(); err != nil {
+		return fmt.Errorf("rotate tokens: %w: run `mtlsctl apply` first (it bootstraps the ACL system)", err)
+	}
+	toks, err := x.st.ACLTokens()
+	if err != nil {
+		return err
+	}
+	res := &TokensResult{Replaced: toks.Count()}
+	if err := toks.Renew(nil); err != nil {
+		return err
+	}
+	if err := x.st.SetACLTokens(toks); err != nil {
+		return err
+	}
+	if err := x.rem.setupACL(false); err != nil {
+		return err
+	}
+	sync, err := x.cl.SyncTokens(ctx)
+	if err != nil {
+		return fmt.Errorf("rotate tokens: making the new tokens in Consul: %w; nothing was pushed, re-run to retry", err)
+	}
+	fmt.Fprintf(c.logw(), "tokens: %d new token(s) made in Consul\n", sync.Created+sync.Updated)
+	bundles, err := x.push(ctx, "tokens")
+	if err != nil {
+		return fmt.Errorf("rotate tokens: the new tokens are in Consul and the state but not on every node: %w; re-run `mtlsctl apply` to finish (the old tokens keep working until it does)", err)
+	}
+	if _, err := x.verify(ctx, "tokens", bundles); err != nil {
+		return fmt.Errorf("rotate tokens: pushed, but not verified: %w", err)
+	}
+	if x.t.Cluster.Mesh.Enabled {
+		if err := x.rem.waitProxies(ctx, c); err != nil {
+			return fmt.Errorf("rotate tokens: %w", err)
+		}
+	}
+	mt, err := ca.NewACLToken(nil)
+	if err != nil {
+		return err
+	}
+	if err := x.cl.RenewManagement(ctx, mt.SecretID, x.st.SetManagementToken); err != nil {
+		return fmt.Errorf("rotate tokens: the agent and proxy tokens were replaced, the management token was not: %w", err)
+	}
+	res.Management = fingerprint.Token(mt.SecretID)
+	fmt.Fprintf(c.logw(), "tokens: new management token %s kept in %s\n", res.Management, x.st.ManagementTokenFile())
+	if res.Deleted, err = x.cl.PruneTokens(ctx); err != nil {
+		return fmt.Errorf("rotate tokens: the old tokens could not all be deleted (re-run `mtlsctl apply` to retry): %w", err)
+	}
+	toks.Retired = nil
+	if err := x.st.SetACLTokens(toks); err != nil {
+		return err
+	}
+	res.Duration = time.Since(start)
+	if c.JSON {
+		return c.writeJSON(res)
+	}
+	fmt.Fprintf(c.stdout(), "\n%d agent and service token(s) and the management token replaced, %d old token(s) deleted, in %s\n",
+		res.Replaced, res.Deleted, res.Duration.Round(time.Millisecond))
 	return nil
 }

@@ -100,6 +100,17 @@ func writeHealth(w io.Writer, h *consulapi.Health) {
 			fmt.Fprintf(w, "keyring: %s\n", h.KeyringError)
 		}
 	}
+	if a := h.ACL; a != nil && a.Enabled {
+		switch {
+		case a.Error != "":
+			fmt.Fprintf(w, "\nacl: %s\n", a.Error)
+		default:
+			fmt.Fprintf(w, "\nacl: on (default deny); management token %s accepted; %d/%d agent and service tokens in Consul\n", a.Management, a.Present, a.Expected)
+			if len(a.Missing) > 0 {
+				fmt.Fprintf(w, "acl: missing: %s\n", strings.Join(a.Missing, ", "))
+			}
+		}
+	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tDC\tROLE\tMEMBER\tCERT SERVED")
