@@ -194,6 +194,19 @@ func lcClusterYAML(nt *testnet.Net, spec lcSpec) []byte {
 	return []byte(b.String())
 }
 
+// dialToken is dial whose calls carry tok instead of the management token.
+func (lc *lcCluster) dialToken(o transport.Options, tok string) *consulapi.Cluster {
+	lc.t.Helper()
+	o.HomeDir = lc.net.Home()
+	c, err := consulapi.Dial(context.Background(), lc.topo, o)
+	if err != nil {
+		lc.t.Fatal(err)
+	}
+	lc.t.Cleanup(func() { c.Close() })
+	c.SetACL(consulapi.ACLConfig{Enabled: true, Cluster: lc.topo.Cluster.Name, Token: tok, ReadOnly: true})
+	return c
+}
+
 // dial opens a live handle on the cluster (no bundles: certificates are
 // checked through app.VerifyCluster / app.LiveStatus).
 func (lc *lcCluster) dial(o transport.Options) *consulapi.Cluster {

@@ -107,6 +107,68 @@ func (p *rtProbe) finish() (int, []string) {
 	return p.ops, p.failures
 }
 
+// lcProbeToken makes a token for the probe with the management token: KV
+// under mtlsctl/probe/ and node names, nothing else.
+func lcProbeToken(t *testing.T, ctx context.Context, cl *consulapi.Cluster, via string) string {
+	t.Helper()
+	api1, err := cl.API(ctx, via)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wo := (&api.WriteOptions{}).WithContext(ctx)
+	pol, _, err := api1.ACL().PolicyCreate(&api.ACLPolicy{Name: "e2e-probe",
+		Rules: "key_prefix \"mtlsctl/probe/\" {\n  policy = \"write\"\n}\nnode_prefix \"\" {\n  policy = \"read\"\n}\n"}, wo)
+	if err != nil {
+		t.Fatalf("probe policy: %v", err)
+	}
+	tok, _, err := api1.ACL().TokenCreate(&api.ACLToken{Description: "e2e probe", Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, wo)
+	if err != nil {
+		t.Fatalf("probe token: %v", err)
+	}
+	return tok.SecretID
+}
+
+// lcLocalUserDenied checks, on a real node, that a local user other than
+// root (nobody) gets nothing from the agent's HTTP API that matters: not
+// the gossip keyring, not a Connect leaf certificate, not a second ACL
+// bootstrap; while the anonymous token still answers what DNS needs.
+func lcLocalUserDenied(t *testing.T, ctx context.Context, lc *lcCluster, node string) {
+	t.Helper()
+	nd := lc.net.Node(node)
+	as := func(method, path string) (string, string) {
+		out, err := nd.Exec(ctx, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+			"curl", "-s", "-X", method, "-w", "\n%{http_code}", "http://127.0.0.1:8500"+path)
+		if err != nil {
+			t.Fatalf("%s: curl %s as nobody: %v: %s", node, path, err, out)
+		}
+		s := strings.TrimSpace(string(out))
+		i := strings.LastIndex(s, "\n")
+		if i < 0 {
+			return s, ""
+		}
+		return s[i+1:], s[:i]
+	}
+	// 1.6.2 answers a keyring read denied by ACLs with a 500 whose body
+	// says so; the other endpoints with a 403.
+	for _, c := range []struct{ method, path, what string }{
+		{"GET", "/v1/operator/keyring", "the gossip keyring"},
+		{"GET", "/v1/agent/connect/ca/leaf/zk-2181-" + strings.ReplaceAll(lc.net.Node("n1").Addr, ".", "-"), "a Connect leaf for n1's ZooKeeper"},
+		{"PUT", "/v1/acl/bootstrap", "a second ACL bootstrap"},
+		{"GET", "/v1/acl/tokens", "the token list"},
+	} {
+		code, body := as(c.method, c.path)
+		denied := code == "403" || strings.Contains(body, "denied") || strings.Contains(body, "no longer allowed")
+		if !denied || strings.Contains(body, "SecretID") || strings.Contains(body, "PrivateKeyPEM") || strings.Contains(body, "Keys") {
+			t.Errorf("%s: nobody asked for %s (%s %s): HTTP %s, want it refused", node, c.what, c.method, c.path, code)
+		} else {
+			t.Logf("%s: nobody asked for %s: HTTP %s (%s)", node, c.what, code, lcTail(body, 1))
+		}
+	}
+	if code, _ := as("GET", "/v1/catalog/nodes"); code != "200" {
+		t.Errorf("%s: the anonymous token cannot list nodes (HTTP %s): DNS lookups would fail", node, code)
+	}
+}
+
 func TestRotations162(t *testing.T) {
 	lc := lcStart(t, lcSpec{version: "1.6.2", subnet: "198.18.40.0/24", prefix: "rt", nodes: lcFiveNodes()})
 	lcCheckHealth(t, lc.Health, map[string]int{"dc-1": 3}, 5)
@@ -116,10 +178,15 @@ func TestRotations162(t *testing.T) {
 	cl := lc.dial(transport.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	client, err := cl.API(ctx, "n4") // a client agent, as Apigee's components use it
+	// The probe is an application with a token of its own (KV under its
+	// prefix, node names for members): it must keep working while mtlsctl
+	// replaces every token it made, the management token included.
+	probeTok := lcProbeToken(t, ctx, cl, "n1")
+	client, err := lc.dialToken(transport.Options{}, probeTok).API(ctx, "n4") // a client agent, as Apigee's components use it
 	if err != nil {
 		t.Fatal(err)
 	}
+	lcLocalUserDenied(t, ctx, lc, "n4")
 	// The mesh must stay up through every rotation: a router (n2) calls
 	// ZooKeeper on n1 and Postgres (n4) calls Cassandra on n3, through the
 	// proxies, every 100 ms.
@@ -130,10 +197,13 @@ func TestRotations162(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		run  func(context.Context, app.Common, app.DistOptions, app.RotateOptions) error
+		// proxies: the rotation restarts every proxy (on its new token).
+		proxies bool
 	}{
-		{"gossip", app.RotateGossip},
-		{"certs", app.RotateCerts},
-		{"ca", app.RotateCA},
+		{"gossip", app.RotateGossip, false},
+		{"certs", app.RotateCerts, false},
+		{"ca", app.RotateCA, false},
+		{"tokens", app.RotateTokens, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pids := map[string]int{}
@@ -169,9 +239,15 @@ func TestRotations162(t *testing.T) {
 				}
 			}
 			for unit, pid := range lcProxyPIDs(lc) {
-				if proxies[unit] != pid {
+				switch {
+				case !tc.proxies && proxies[unit] != pid:
 					t.Errorf("%s: proxy restarted (pid %d -> %d); a rotation must not touch the proxies", unit, proxies[unit], pid)
+				case tc.proxies && proxies[unit] == pid:
+					t.Errorf("%s: proxy not restarted (pid %d): it still runs on its old token", unit, pid)
 				}
+			}
+			if tc.name == "tokens" {
+				lcLocalUserDenied(t, ctx, lc, "n4")
 			}
 			h, err := app.VerifyCluster(ctx, lc.common, lc.dist)
 			if err != nil {
