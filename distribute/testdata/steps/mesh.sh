@@ -107,6 +107,9 @@ if [ -n "$gone" ]; then
     systemctl disable --now "$u" >/dev/null 2>&1 || systemctl stop "$u" >/dev/null 2>&1 || true
   done
 fi
+if [ -n "$UNLOAD" ] && [ -L "$R$UNLOAD" ]; then
+  fail "the firewall script $UNLOAD is a symbolic link; refusing to run it as root (remove it, and mtlsctl's iptables chains by hand)"
+fi
 if [ -n "$UNLOAD" ] && [ -f "$R$UNLOAD" ]; then
   sh "$R$UNLOAD" unload || fail "cannot remove mtlsctl's firewall chains ($UNLOAD unload failed)"
 fi
