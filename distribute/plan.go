@@ -2,6 +2,8 @@ package distribute
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/mtlsctl/mtlsctl/consulcfg"
 	"github.com/mtlsctl/mtlsctl/distribute/consulapi"
+	"github.com/mtlsctl/mtlsctl/distribute/transport"
 	"github.com/mtlsctl/mtlsctl/inventory"
 	"github.com/pmezard/go-difflib/difflib"
 )
@@ -43,6 +46,11 @@ type FilePlan struct {
 	// OldFingerprint/NewFingerprint are certificate fingerprints.
 	OldFingerprint string `json:"old_fingerprint,omitempty"`
 	NewFingerprint string `json:"new_fingerprint,omitempty"`
+	// Note says what the node holds in the file's place when it cannot be
+	// shown: a symbolic link (never read through), something else than a
+	// regular file, a file too large to diff, or one that changed while
+	// it was planned.
+	Note string `json:"note,omitempty"`
 }
 
 // NodePlan is the plan for one node.
@@ -65,8 +73,12 @@ type NodePlan struct {
 	// everything mtlsctl installed.
 	Uninstall bool `json:"uninstall,omitempty"`
 	// Lock is set when another run holds the node's lock.
-	Lock  *LockInfo `json:"lock,omitempty"`
-	Error string    `json:"error,omitempty"`
+	Lock *LockInfo `json:"lock,omitempty"`
+	// Unread lists the node state files the node did not read, each with
+	// why (a symbolic link, a file too large): each counts as absent, and
+	// apply replaces it.
+	Unread []string `json:"unread,omitempty"`
+	Error  string   `json:"error,omitempty"`
 	// Err is the typed error (a *NodeError) when the node could not be planned.
 	Err error `json:"-"`
 
@@ -241,12 +253,18 @@ func (s *Session) planNode(ctx context.Context, n *inventory.Node, np *NodePlan,
 	np.CurrentGeneration = r.Generation
 	np.Observed = r.digest(b, s.stateDir())
 	np.Lock = r.Lock
+	np.Unread = r.Unread
 	var fetch []string
 	for _, f := range b.Files {
 		fp := comparePlan(f, r.file(f.Path))
 		wantOld := (diffs && !f.Secret()) || f.Kind == consulcfg.KindConfig
-		if wantOld && fp.Action == ActionChange && r.file(f.Path).Regular {
-			fetch = append(fetch, f.Path)
+		if rf := r.file(f.Path); wantOld && fp.Action == ActionChange && rf.Regular {
+			if rf.Size > transport.MaxDownload {
+				// Not read at all: the hash taken on the node says enough.
+				fp.Note = fmt.Sprintf("changed, too large to diff (%d bytes, sha256 %s)", rf.Size, rf.SHA256)
+			} else {
+				fetch = append(fetch, f.Path)
+			}
 		}
 		np.Files = append(np.Files, fp)
 	}
@@ -265,12 +283,21 @@ func (s *Session) planNode(ctx context.Context, n *inventory.Node, np *NodePlan,
 	if len(fetch) == 0 {
 		return nil
 	}
-	old, err := c.Download(ctx, fetch)
+	old, err := c.Download(ctx, fetch, transport.MaxDownload)
 	for i := range np.Files {
 		fp := &np.Files[i]
 		f := b.File(fp.Path)
-		content, ok := old[fp.Path]
+		d, ok := old[fp.Path]
 		if !ok || (fp.Action != ActionChange) {
+			continue
+		}
+		// Only the content inspect hashed is shown: a file swapped (for a
+		// link, say) between inspect and the download is not.
+		content, note := checkedContent(d, r.file(fp.Path).SHA256)
+		if note != "" {
+			if diffs {
+				fp.Note = note
+			}
 			continue
 		}
 		if f.Kind == consulcfg.KindConfig {
@@ -293,6 +320,25 @@ func (s *Session) planNode(ctx context.Context, n *inventory.Node, np *NodePlan,
 		s.report(n.Name, "inspect", "could not download old files for the diff", err)
 	}
 	return nil
+}
+
+// checkedContent returns a downloaded file's content when it is what
+// inspect hashed on the node (wantSHA), or else a note saying why it is
+// not shown.
+func checkedContent(d transport.Downloaded, wantSHA string) ([]byte, string) {
+	switch {
+	case errors.Is(d.Err, transport.ErrTooLarge):
+		return nil, fmt.Sprintf("changed, too large to diff (%d bytes)", d.Size)
+	case errors.Is(d.Err, transport.ErrNotRegular):
+		return nil, "no diff: it stopped being a regular file while it was planned (plan again)"
+	case d.Err != nil:
+		return nil, fmt.Sprintf("no diff: cannot read it (%v)", d.Err)
+	}
+	sum := sha256.Sum256(d.Content)
+	if wantSHA == "" || hex.EncodeToString(sum[:]) != wantSHA {
+		return nil, "no diff: it changed on the node while it was planned (plan again)"
+	}
+	return d.Content, ""
 }
 
 // needsRestart is the default of Options.RestartNeeded: restart when the
@@ -330,7 +376,18 @@ func comparePlan(f consulcfg.File, r *remoteFile) FilePlan {
 			fp.Diff = shortDiff(f.Path, nil, f.Content)
 		}
 		return fp
-	case !r.Regular || r.SHA256 != f.SHA256:
+	case r.Link != "":
+		// Neither the link's target nor its mode and owner matter: the
+		// commit renames the new file over the link itself.
+		fp.Action = ActionChange
+		fp.Note = fmt.Sprintf("is a symbolic link to %s; apply replaces the link (its target is not read or changed)", r.Link)
+		fp.NewMode, fp.NewOwner = modeString(f.Mode), ownerSpec(f.Owner, f.Group)
+		return fp
+	case !r.Regular:
+		fp.Action = ActionChange
+		fp.Note = "is not a regular file (a directory or special file); apply cannot replace it until it is removed"
+		return fp
+	case r.SHA256 != f.SHA256:
 		fp.Action = ActionChange
 	}
 	if r.Mode.Perm() != f.Mode.Perm() {

@@ -104,6 +104,11 @@ func (r *remoteState) digest(b *consulcfg.Bundle, stateDir string) string {
 	for _, p := range paths {
 		f := r.file(p)
 		fmt.Fprintf(h, "%q %t %t %s %o %s %s\n", p, f.Exists, f.Regular, f.SHA256, f.Mode.Perm(), f.Owner, f.Group)
+		if f.Link != "" {
+			// Only for links, so the digests of every other state stay
+			// what earlier versions computed.
+			fmt.Fprintf(h, "link %q\n", f.Link)
+		}
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))[:32]
 }

@@ -37,6 +37,11 @@ const (
 	uploadPrefix = ".mtlsctl-upload-"
 )
 
+// maxStateBytes is the most the inspect step reads of a node state file
+// (generation, manifest) or scans of an agent config for the gossip key; a
+// larger one is reported and taken as absent. mtlsctl's own are far smaller.
+const maxStateBytes = 1 << 20
+
 // exitCode is a named exit status of a node step.
 type exitCode struct {
 	name string
@@ -148,6 +153,7 @@ func inspectMeshScript(paths []string, stateDir string, gossip bool, units []str
 	v.set("RUN", "")
 	v.set("PATHS", lines(paths))
 	v.set("GOSSIP", bit(gossip))
+	v.set("MAXSTATE", strconv.Itoa(maxStateBytes))
 	v.set("UNITS", lines(units))
 	fwIn, fwNat := "", ""
 	if firewall {

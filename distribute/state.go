@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/mtlsctl/mtlsctl/consulcfg"
 )
@@ -23,10 +24,16 @@ import (
 type remoteFile struct {
 	Exists  bool
 	Regular bool
-	SHA256  string
-	Mode    fs.FileMode
-	Owner   string
-	Group   string
+	// Link is set when the path is a symbolic link: its target as the
+	// link names it ("?" when it holds a tab or newline). A link is never
+	// hashed, stat'ed or read through.
+	Link   string
+	SHA256 string
+	Mode   fs.FileMode
+	Owner  string
+	Group  string
+	// Size is a regular file's size in bytes (-1 when unknown).
+	Size int64
 }
 
 // manifest is mtlsctl's record, on the node, of what it last committed.
@@ -114,6 +121,10 @@ type remoteState struct {
 	Units map[string]string
 	// Hooked says whether mtlsctl's chains are jumped to ("filter", "nat").
 	Hooked map[string]bool
+	// Unread lists the node state files (and lock) the node refused to
+	// read, each with why: a symbolic link, not a regular file, or larger
+	// than maxStateBytes. Each is taken as absent; apply replaces it.
+	Unread []string
 }
 
 func (r *remoteState) file(p string) *remoteFile {
@@ -143,11 +154,16 @@ func parseInspect(out string, ttl time.Duration) (*remoteState, error) {
 					if sum := strings.Fields(line); len(sum) > 0 && sum[0] != "-" {
 						f.SHA256 = strings.TrimPrefix(sum[0], "\\")
 					}
-				} else if st := strings.Fields(line); len(st) == 3 {
+				} else if st := strings.Fields(line); len(st) >= 3 {
 					if m, err := strconv.ParseUint(st[0], 8, 32); err == nil {
 						f.Mode = fs.FileMode(m)
 					}
 					f.Owner, f.Group = st[1], st[2]
+					if len(st) >= 4 {
+						if n, err := strconv.ParseInt(st[3], 10, 64); err == nil {
+							f.Size = n
+						}
+					}
 				}
 			}
 			idx++
@@ -159,12 +175,20 @@ func parseInspect(out string, ttl time.Duration) (*remoteState, error) {
 			if len(fields) >= 2 {
 				order = append(order, fields[1])
 				if _, dup := r.Files[fields[1]]; !dup {
-					r.Files[fields[1]] = &remoteFile{Exists: true, Regular: true}
+					r.Files[fields[1]] = &remoteFile{Exists: true, Regular: true, Size: -1}
 				} else {
 					// The same path listed twice (bundle and manifest): both
 					// entries point at one record.
 					r.Files[fields[1]].Exists, r.Files[fields[1]].Regular = true, true
 				}
+			}
+		case "K":
+			if len(fields) >= 3 {
+				r.Files[fields[1]] = &remoteFile{Exists: true, Link: printable(fields[2])}
+			}
+		case "Q":
+			if len(fields) >= 3 {
+				r.Unread = append(r.Unread, fields[1]+" "+printable(fields[2]))
 			}
 		case "X":
 			if len(fields) >= 2 {
@@ -208,6 +232,27 @@ func parseInspect(out string, ttl time.Duration) (*remoteState, error) {
 		}
 	}
 	return r, sc.Err()
+}
+
+// printable replaces control characters in text a node chose (a link's
+// target) so that showing it cannot drive the admin's terminal, and
+// shortens it.
+func printable(s string) string {
+	const max = 256
+	s = strings.ToValidUTF8(s, "?")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
+		}
+		return r
+	}, s)
+	if len(s) > max {
+		s = strings.ToValidUTF8(s[:max], "") + "..."
+	}
+	if s == "" {
+		return "?"
+	}
+	return s
 }
 
 // lockInfoText is what a lock's info file holds: run, holder, pid, time

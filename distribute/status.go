@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mtlsctl/mtlsctl/consulcfg"
+	"github.com/mtlsctl/mtlsctl/distribute/transport"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
@@ -145,6 +146,8 @@ func (s *Session) statusNode(ctx context.Context, n *inventory.Node, ns *NodeSta
 			switch {
 			case !rf.Exists:
 				ns.Drift = append(ns.Drift, Drift{Path: mf.Path, Reason: "missing"})
+			case rf.Link != "":
+				ns.Drift = append(ns.Drift, Drift{Path: mf.Path, Reason: "symbolic link to " + rf.Link})
 			case !rf.Regular:
 				ns.Drift = append(ns.Drift, Drift{Path: mf.Path, Reason: "not a regular file"})
 			case rf.SHA256 != mf.SHA256:
@@ -167,16 +170,22 @@ func (s *Session) statusNode(ctx context.Context, n *inventory.Node, ns *NodeSta
 			}
 		}
 	}
-	got, err := c.Download(ctx, certs)
+	got, err := c.Download(ctx, certs, transport.MaxDownload)
 	if err != nil {
 		return nodeErr(n.Name, "read certificates", err)
 	}
 	for _, p := range certs {
+		// Only what inspect hashed as a regular file counts (a link
+		// swapped in meanwhile is not read through; see Download).
+		content, note := checkedContent(got[p], r.file(p).SHA256)
+		if note != "" {
+			continue
+		}
 		switch kinds[p] {
 		case consulcfg.KindCACert:
-			ns.CAFingerprint = certFingerprint(got[p])
+			ns.CAFingerprint = certFingerprint(content)
 		case consulcfg.KindCert:
-			if cert := firstCert(got[p]); cert != nil {
+			if cert := firstCert(content); cert != nil {
 				ns.CertNotAfter, ns.CertSubject = cert.NotAfter.UTC(), cert.Subject.CommonName
 			}
 		}

@@ -14,7 +14,7 @@
 # interrupted apply) takes it again, unless another run holds it.
 if ! held; then
   if mkdir "$R$S/lock" 2>/dev/null; then printf '%s\n' "$RUN" >"$R$S/lock/run"
-  else echo "the node lock is held by another run ($(cat "$R$S/lock/run" 2>/dev/null)); another admin may be applying" >&2; exit "$EX_LOCKED"; fi
+  else _lr=$(lockrec); echo "the node lock is held by another run (${_lr%%"$TAB"*}); another admin may be applying" >&2; exit "$EX_LOCKED"; fi
 fi
 fail() { echo "$1" >&2; release_unless_kept; exit "$EX_MESH"; }
 release_unless_kept() { if [ "$KEEP" != 1 ]; then release; fi; }
@@ -28,6 +28,9 @@ if [ -n "$gone" ]; then
   for u in $gone; do
     systemctl disable --now "$u" >/dev/null 2>&1 || systemctl stop "$u" >/dev/null 2>&1 || true
   done
+fi
+if [ -n "$UNLOAD" ] && [ -L "$R$UNLOAD" ]; then
+  fail "the firewall script $UNLOAD is a symbolic link; refusing to run it as root (remove it, and mtlsctl's iptables chains by hand)"
 fi
 if [ -n "$UNLOAD" ] && [ -f "$R$UNLOAD" ]; then
   sh "$R$UNLOAD" unload || fail "cannot remove mtlsctl's firewall chains ($UNLOAD unload failed)"

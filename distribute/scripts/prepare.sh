@@ -102,7 +102,7 @@ L="$R$S/.mtlsctl-lock-$RUN"
 if [ -e "$R$S/lock" ] || ! mv -T -- "$L" "$R$S/lock" 2>/dev/null; then
   rm -rf -- "$L"
   if ! held; then
-    printf 'LOCKED\t%s\t%s\n' "$(cat "$R$S/lock/run" 2>/dev/null)" "$(tr '\n' ' ' <"$R$S/lock/info" 2>/dev/null)"
+    printf 'LOCKED\t%s\n' "$(lockrec)"
     exit "$EX_LOCKED"
   fi
 fi

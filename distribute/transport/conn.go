@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"sync"
 	"time"
@@ -200,12 +201,41 @@ func (c *Conn) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	return nc, err
 }
 
-// Download reads whole files concurrently on the SFTP session, with reads
-// sized from the file's size. Missing files map to nil with no error.
-func (c *Conn) Download(ctx context.Context, paths []string) (map[string][]byte, error) {
-	out := map[string][]byte{}
+// MaxDownload is Download's default limit (1 MiB): no file mtlsctl renders
+// comes near it, a diff of a larger one is no review aid, and a node must
+// not be able to make the admin machine hold whatever it offers (a 1 GB
+// sparse file once took 7 GB).
+const MaxDownload = 1 << 20
+
+// Downloaded is one node file as Download read it.
+type Downloaded struct {
+	// Content is the whole file (at most the limit), nil when Err is set.
+	Content []byte
+	// Size is the file's size on the node when known (also when it was
+	// too large to read).
+	Size int64
+	// Err says why the file was not read: fs.ErrNotExist, ErrNotRegular
+	// (a symbolic link, never read through), ErrTooLarge, or the SFTP
+	// error.
+	Err error
+}
+
+// Download reads files concurrently on the SFTP session, each only if it
+// is a regular file of at most limit bytes (limit <= 0: MaxDownload).
+// A symbolic link is never followed: the path is lstat'ed first and the
+// opened file fstat'ed again (SFTP has no O_NOFOLLOW, so a link swapped in
+// between the two is caught there as long as it leads to anything but a
+// regular file; callers that need to be sure compare the content's hash
+// with one taken on the node). At most limit+1 bytes are read, whatever
+// the node claims the size is. Per-file failures are in the result; the
+// error is for the session (SFTP unavailable, connection lost, deadline).
+func (c *Conn) Download(ctx context.Context, paths []string, limit int64) (map[string]Downloaded, error) {
+	out := map[string]Downloaded{}
 	if len(paths) == 0 {
 		return out, nil
+	}
+	if limit <= 0 {
+		limit = MaxDownload
 	}
 	sc, err := c.SFTP(ctx)
 	if err != nil {
@@ -214,37 +244,89 @@ func (c *Conn) Download(ctx context.Context, paths []string) (map[string][]byte,
 	var mu sync.Mutex
 	err = c.Step(ctx, "download", func() error {
 		var wg sync.WaitGroup
-		var firstErr error
+		var sessionErr error
 		for _, p := range paths {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				b, err := readRemote(sc, p)
+				d := readRemote(sc, p, limit)
 				mu.Lock()
 				defer mu.Unlock()
-				if err != nil && firstErr == nil {
-					firstErr = fmt.Errorf("read %s: %w", p, err)
+				if d.Err != nil && sessionErr == nil && !fileLevel(d.Err) {
+					sessionErr = fmt.Errorf("read %s: %w", p, d.Err)
 				}
-				out[p] = b
+				out[p] = d
 			}()
 		}
 		wg.Wait()
-		return firstErr
+		return sessionErr
 	})
 	return out, err
 }
 
-func readRemote(sc *sftp.Client, p string) ([]byte, error) {
+// fileLevel reports whether err is about one file, not the session.
+func fileLevel(err error) bool {
+	var se *sftp.StatusError
+	return errors.Is(err, ErrNotRegular) || errors.Is(err, ErrTooLarge) ||
+		errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || errors.As(err, &se)
+}
+
+func readRemote(sc *sftp.Client, p string, limit int64) Downloaded {
+	fi, err := sc.Lstat(p)
+	if err != nil {
+		return Downloaded{Err: err}
+	}
+	if err := checkRegular(p, fi, limit); err != nil {
+		return Downloaded{Size: fi.Size(), Err: err}
+	}
 	f, err := sc.Open(p)
 	if err != nil {
-		return nil, err
+		return Downloaded{Err: err}
 	}
 	defer f.Close()
-	var buf bytes.Buffer
-	if _, err := f.WriteTo(&buf); err != nil && err != io.EOF {
-		return nil, err
+	// What was opened: the path may have been swapped since the lstat.
+	ofi, err := f.Stat()
+	if err != nil {
+		return Downloaded{Err: err}
 	}
-	return buf.Bytes(), nil
+	if err := checkRegular(p, ofi, limit); err != nil {
+		return Downloaded{Size: ofi.Size(), Err: err}
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return Downloaded{Err: err}
+	}
+	if int64(len(b)) > limit {
+		return Downloaded{Size: ofi.Size(), Err: fmt.Errorf("%s grew past %d bytes while it was read: %w", p, limit, ErrTooLarge)}
+	}
+	return Downloaded{Content: b, Size: int64(len(b))}
+}
+
+// checkRegular refuses anything but a regular file of at most limit bytes.
+func checkRegular(p string, fi fs.FileInfo, limit int64) error {
+	switch m := fi.Mode(); {
+	case m&fs.ModeSymlink != 0:
+		return fmt.Errorf("%s is a symbolic link: %w", p, ErrNotRegular)
+	case !m.IsRegular():
+		return fmt.Errorf("%s is a %s: %w", p, typeName(m), ErrNotRegular)
+	case fi.Size() > limit:
+		return fmt.Errorf("%s is %d bytes, more than %d: %w", p, fi.Size(), limit, ErrTooLarge)
+	}
+	return nil
+}
+
+func typeName(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	}
+	return "special file"
 }
 
 func lastBytes(s string, n int) string {

@@ -22,6 +22,12 @@ var (
 	ErrUnreachable = errors.New("unreachable")
 	// ErrTimeout: a step took longer than its deadline.
 	ErrTimeout = errors.New("timed out")
+	// ErrNotRegular: Download found a symbolic link or something else
+	// than a regular file, and did not read it.
+	ErrNotRegular = errors.New("not a regular file")
+	// ErrTooLarge: Download found a file larger than its limit, and did
+	// not read it.
+	ErrTooLarge = errors.New("too large")
 )
 
 // NodeError is the program's one per-node error type.

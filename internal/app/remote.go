@@ -315,6 +315,9 @@ func writePlan(w io.Writer, r *distribute.PlanResult) {
 		if np.Lock != nil {
 			fmt.Fprintf(w, "  locked: %s\n", np.Lock)
 		}
+		for _, u := range np.Unread {
+			fmt.Fprintf(w, "  not read: %s (taken as absent; apply replaces it)\n", u)
+		}
 		for _, f := range np.Files {
 			switch f.Action {
 			case distribute.ActionUnchanged:
@@ -327,6 +330,9 @@ func writePlan(w io.Writer, r *distribute.PlanResult) {
 				fmt.Fprintf(w, "  - %s (%s)\n", f.Path, f.Kind)
 			default:
 				fmt.Fprintf(w, "  ~ %s (%s)\n", f.Path, f.Kind)
+			}
+			if f.Note != "" {
+				fmt.Fprintf(w, "      %s\n", f.Note)
 			}
 			if f.OldFingerprint != "" || f.NewFingerprint != "" {
 				fmt.Fprintf(w, "      fingerprint %s -> %s\n", orNone(f.OldFingerprint), f.NewFingerprint)

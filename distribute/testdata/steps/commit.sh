@@ -55,6 +55,18 @@ NL='
 '
 # held: this run holds the node lock (read with the shell's read: no process).
 held() { _l=; { read -r _l <"$R$S/lock/run"; } 2>/dev/null; [ "$_l" = "$RUN" ]; }
+# lockrec prints the node lock's record as "run<TAB>info" (info's lines
+# joined by spaces), each read only from a regular file, never through a
+# symbolic link, and at most 4 KiB of it: the record is shown to the
+# admin, and a planted link or a huge file must not become what is shown.
+lockrec() {
+  _r= _i=
+  if [ ! -L "$R$S/lock" ]; then
+    if [ -f "$R$S/lock/run" ] && [ ! -L "$R$S/lock/run" ]; then _r=$(head -c 4096 -- "$R$S/lock/run" 2>/dev/null | head -n 1 | tr '\t' ' '); fi
+    if [ -f "$R$S/lock/info" ] && [ ! -L "$R$S/lock/info" ]; then _i=$(head -c 4096 -- "$R$S/lock/info" 2>/dev/null | tr '\t\n' '  '); fi
+  fi
+  printf '%s\t%s\n' "$_r" "$_i"
+}
 # release: remove the node lock if this run holds it.
 release() { if held; then rm -rf "$R$S/lock"; fi; }
 # reload_agent runs CMD (when not empty); when it fails and FALLBACK is set,
@@ -92,7 +104,9 @@ check() {
     s=$(sha256sum <"$R$1") && s=${s%% *} || s=""
     [ "$s" = "$3" ] || { echo "staged copy of $2 has sha256 $s, want $3" >&2; exit "$EX_STAGED_HASH"; }
   else
-    s=$(sha256sum <"$R$2" 2>/dev/null) && s=${s%% *} || s=""
+    # Never hashed through a link: a link there is not the new file.
+    s=
+    if [ ! -L "$R$2" ]; then s=$(sha256sum <"$R$2" 2>/dev/null) && s=${s%% *} || s=""; fi
     [ "$s" = "$3" ] || { echo "staged copy of $2 is gone and $2 does not hold the new content" >&2; exit "$EX_STAGED_GONE"; }
   fi
 }
@@ -111,20 +125,23 @@ EOF_FILES
 fi
 # Back up the current targets, one cp per directory, all before any
 # rename; the marker makes a re-run skip it (targets may be new by then).
+# A symbolic link in a target's place is backed up as the link itself
+# (cp -P): what it points to, perhaps a root-only file, is never copied.
 if [ ! -e "$R$B/.complete-$RUN" ]; then
   while IFS= read -r line; do
     [ -n "$line" ] || continue
     set -f; IFS=$TAB; set -- $line; IFS=" $TAB$NL"; set +f
     d=$1; shift
     mkdir -p -- "$R$B$d" || exit "$EX_BACKUP"
-    for p; do shift; if [ -f "$R$p" ]; then set -- "$@" "$R$p"; fi; done
-    if [ $# -gt 0 ]; then cp -p -- "$@" "$R$B$d/" || { echo "cannot back up the files of $d" >&2; exit "$EX_BACKUP"; }; fi
+    for p; do shift; if [ -f "$R$p" ] || [ -L "$R$p" ]; then set -- "$@" "$R$p"; fi; done
+    if [ $# -gt 0 ]; then cp -pP -- "$@" "$R$B$d/" || { echo "cannot back up the files of $d" >&2; exit "$EX_BACKUP"; }; fi
   done <<EOF_BACKUPS
 $BACKUPS
 EOF_BACKUPS
   # Backups are root's alone whatever the originals allowed (the manifest
   # copied with them records the modes), and each gets the next sequence
-  # number, which orders the generations for pruning.
+  # number, which orders the generations for pruning. chmod -R skips the
+  # links it meets: a backed-up link's target keeps its mode.
   [ -d "$R$B" ] || mkdir -p -- "$R$B" || exit "$EX_BACKUP"
   chmod -R go-rwx -- "$R$B" || exit "$EX_BACKUP"
   seq=0
@@ -134,6 +151,11 @@ EOF_BACKUPS
   done
   printf '%s\n' "$((seq + 1))" >"$R$B/.seq" && : >"$R$B/.complete-$RUN" || exit "$EX_BACKUP"
 fi
+# rename(2) replaces a symbolic link in a target's place, never what it
+# points to: mv into a directory renames onto DIR/name (lstat'ed, so a link
+# to a directory there is replaced, not entered), and the one-by-one path
+# says -T so that a target that is a link to a directory is not taken as
+# the directory to move into.
 if [ "$fast" = 1 ]; then
   while IFS= read -r line; do
     [ -n "$line" ] || continue
@@ -147,7 +169,7 @@ EOF_MOVES
 else
   while IFS=$TAB read -r sum st p; do
     [ -n "$sum" ] || continue
-    if [ -f "$R$st" ]; then mv -f "$R$st" "$R$p" || { echo "cannot rename the staged file onto $p" >&2; exit "$EX_RENAME"; }; fi
+    if [ -f "$R$st" ]; then mv -f -T -- "$R$st" "$R$p" || { echo "cannot rename the staged file onto $p" >&2; exit "$EX_RENAME"; }; fi
   done <<EOF_FILES
 $FILES
 EOF_FILES

@@ -42,6 +42,18 @@ NL='
 '
 # held: this run holds the node lock (read with the shell's read: no process).
 held() { _l=; { read -r _l <"$R$S/lock/run"; } 2>/dev/null; [ "$_l" = "$RUN" ]; }
+# lockrec prints the node lock's record as "run<TAB>info" (info's lines
+# joined by spaces), each read only from a regular file, never through a
+# symbolic link, and at most 4 KiB of it: the record is shown to the
+# admin, and a planted link or a huge file must not become what is shown.
+lockrec() {
+  _r= _i=
+  if [ ! -L "$R$S/lock" ]; then
+    if [ -f "$R$S/lock/run" ] && [ ! -L "$R$S/lock/run" ]; then _r=$(head -c 4096 -- "$R$S/lock/run" 2>/dev/null | head -n 1 | tr '\t' ' '); fi
+    if [ -f "$R$S/lock/info" ] && [ ! -L "$R$S/lock/info" ]; then _i=$(head -c 4096 -- "$R$S/lock/info" 2>/dev/null | tr '\t\n' '  '); fi
+  fi
+  printf '%s\t%s\n' "$_r" "$_i"
+}
 # release: remove the node lock if this run holds it.
 release() { if held; then rm -rf "$R$S/lock"; fi; }
 # reload_agent runs CMD (when not empty); when it fails and FALLBACK is set,
@@ -80,7 +92,7 @@ reload_agent() {
 # interrupted apply) takes it again, unless another run holds it.
 if ! held; then
   if mkdir "$R$S/lock" 2>/dev/null; then printf '%s\n' "$RUN" >"$R$S/lock/run"
-  else echo "the node lock is held by another run ($(cat "$R$S/lock/run" 2>/dev/null)); another admin may be applying" >&2; exit "$EX_LOCKED"; fi
+  else _lr=$(lockrec); echo "the node lock is held by another run (${_lr%%"$TAB"*}); another admin may be applying" >&2; exit "$EX_LOCKED"; fi
 fi
 fail() { echo "$1" >&2; release_unless_kept; exit "$EX_MESH"; }
 release_unless_kept() { if [ "$KEEP" != 1 ]; then release; fi; }
@@ -94,6 +106,9 @@ if [ -n "$gone" ]; then
   for u in $gone; do
     systemctl disable --now "$u" >/dev/null 2>&1 || systemctl stop "$u" >/dev/null 2>&1 || true
   done
+fi
+if [ -n "$UNLOAD" ] && [ -L "$R$UNLOAD" ]; then
+  fail "the firewall script $UNLOAD is a symbolic link; refusing to run it as root (remove it, and mtlsctl's iptables chains by hand)"
 fi
 if [ -n "$UNLOAD" ] && [ -f "$R$UNLOAD" ]; then
   sh "$R$UNLOAD" unload || fail "cannot remove mtlsctl's firewall chains ($UNLOAD unload failed)"

@@ -53,6 +53,18 @@ NL='
 '
 # held: this run holds the node lock (read with the shell's read: no process).
 held() { _l=; { read -r _l <"$R$S/lock/run"; } 2>/dev/null; [ "$_l" = "$RUN" ]; }
+# lockrec prints the node lock's record as "run<TAB>info" (info's lines
+# joined by spaces), each read only from a regular file, never through a
+# symbolic link, and at most 4 KiB of it: the record is shown to the
+# admin, and a planted link or a huge file must not become what is shown.
+lockrec() {
+  _r= _i=
+  if [ ! -L "$R$S/lock" ]; then
+    if [ -f "$R$S/lock/run" ] && [ ! -L "$R$S/lock/run" ]; then _r=$(head -c 4096 -- "$R$S/lock/run" 2>/dev/null | head -n 1 | tr '\t' ' '); fi
+    if [ -f "$R$S/lock/info" ] && [ ! -L "$R$S/lock/info" ]; then _i=$(head -c 4096 -- "$R$S/lock/info" 2>/dev/null | tr '\t\n' '  '); fi
+  fi
+  printf '%s\t%s\n' "$_r" "$_i"
+}
 # release: remove the node lock if this run holds it.
 release() { if held; then rm -rf "$R$S/lock"; fi; }
 # reload_agent runs CMD (when not empty); when it fails and FALLBACK is set,
