@@ -23,7 +23,7 @@ func TestOptionsNormalize(t *testing.T) {
 			name:      "defaults",
 			wantNames: []string{"n1", "n2", "n3"},
 			wantAddrs: []string{"198.18.0.11", "198.18.0.12", "198.18.0.13"},
-			wantDirs:  []string{"/etc/consul.d", DefaultUnitDir, "/opt/consul", "/root", BinDir, "/var/lib/mtlsctl"},
+			wantDirs:  []string{"/etc/consul.d", "/etc/mtlsctl", DefaultUnitDir, "/opt/consul", "/root", BinDir, "/var/lib/mtlsctl"},
 		},
 		{
 			name:      "names win over count",
