@@ -1,6 +1,8 @@
 package distribute
 
 import (
+	"net"
+	"strconv"
 	"context"
 	"fmt"
 	"slices"
@@ -151,7 +153,11 @@ type meshStep struct {
 	Enable       []string          `json:"enable,omitempty"` // enabled only (the firewall unit: it runs at boot)
 	Restart      []string          `json:"restart,omitempty"`
 	Classes      map[string]string `json:"classes,omitempty"` // unit -> proxy class
-	Sidecars     []string          `json:"sidecars,omitempty"`
+	// Holds: unit -> "ADDR PORT LISTENERS": while the unit restarts, new
+	// connections to ADDR:PORT wait (their SYNs are dropped and resent)
+	// until the new proxy has LISTENERS listeners on PORT.
+	Holds    map[string]string `json:"holds,omitempty"`
+	Sidecars []string          `json:"sidecars,omitempty"`
 	Purge        bool              `json:"purge,omitempty"`
 }
 
@@ -192,8 +198,12 @@ func newMeshStep(np *NodePlan, purge bool) *meshStep {
 			st.Units = unitsOf(nm)
 		}
 		st.Classes = map[string]string{}
+		st.Holds = map[string]string{}
 		for _, p := range nm.Proxies {
 			st.Classes[p.Unit] = p.Class
+			if h := holdSpec(p); h != "" && slices.Contains(st.Restart, p.Unit) {
+				st.Holds[p.Unit] = h
+			}
 			if slices.Contains(st.Units, p.Unit) || slices.Contains(st.Restart, p.Unit) {
 				st.Sidecars = append(st.Sidecars, p.Service+"-sidecar-proxy")
 			}
@@ -220,11 +230,30 @@ func meshScript(st *meshStep, stateDir, runID string, keep bool) string {
 	return stepScript("mesh", v)
 }
 
-func restartUnitScript(unit, stateDir, runID string) string {
+// holdSpec is what restartunit holds while p restarts: an ingress proxy's
+// node address and port (one listener), an egress proxy's loopback
+// upstream addresses (127.0.0.0/8) and port (its public listener and one
+// per upstream).
+func holdSpec(p consulcfg.Proxy) string {
+	host, port, err := net.SplitHostPort(p.Listen)
+	if err != nil {
+		return ""
+	}
+	if p.Ingress {
+		return host + " " + port + " 1"
+	}
+	return "127.0.0.0/8 " + port + " " + strconv.Itoa(p.Upstreams+1)
+}
+
+// restartUnitScript restarts one proxy unit; hold (holdSpec) makes the
+// restart invisible to clients: their new connections wait instead of
+// being refused.
+func restartUnitScript(unit, hold, stateDir, runID string) string {
 	var v vars
 	v.set("S", stateDir)
 	v.set("RUN", runID)
 	v.set("UNIT", unit)
+	v.set("HOLD", hold)
 	return stepScript("restartunit", v)
 }
 
@@ -321,7 +350,7 @@ func (s *Session) runMesh(ctx context.Context, c *transport.Conn, n *inventory.N
 	for _, u := range units {
 		unlock := s.classes.lock(st.Classes[u])
 		s.report(n.Name, "restart-proxy", u, nil)
-		_, err := c.Run(ctx, "restart-proxy", restartUnitScript(u, jn.StateDir, runID))
+		_, err := c.Run(ctx, "restart-proxy", restartUnitScript(u, st.Holds[u], jn.StateDir, runID))
 		unlock()
 		if err != nil {
 			errs = append(errs, err.Error())

@@ -41,7 +41,7 @@ func steps() map[string]string {
 		"mesh": meshScript(&meshStep{Gone: []string{"mtlsctl-proxy-old.service"}, Unload: "", Deletes: []string{"/etc/systemd/system/mtlsctl-proxy-old.service"},
 			DaemonReload: true, Load: "/var/lib/mtlsctl/firewall.sh", Units: []string{"mtlsctl-proxy-zk-2181-198-18-0-11.service", "mtlsctl-proxy-egress-198-18-0-11.service"}},
 			jn.StateDir, run, true),
-		"restartunit": restartUnitScript("mtlsctl-proxy-zk-2181-198-18-0-11.service", jn.StateDir, run),
+		"restartunit": restartUnitScript("mtlsctl-proxy-zk-2181-198-18-0-11.service", "198.18.0.11 10001 1", jn.StateDir, run),
 		"prepare":     prepareScript(jn, run, lockInfoText(run, "alice", "admin-1", 42, "apply", mustTime("2026-01-02T03:04:05Z"), "00112233aabbccdd", "123456"), "fedcba9876543210"),
 		"verify":      verifyScript(jn, verifyOpts{configDir: "/etc/consul.d", runID: run, validate: validateConfigFiles(jn, "/etc/consul.d")}),
 		"commit":      commitScript(jn, run, 3, &reloadStep{command: "systemctl reload consul", fallback: "systemctl restart consul"}),

@@ -89,6 +89,12 @@ func TestMesh162(t *testing.T) {
 		return net.JoinHostPort(lc.net.Node(node).Addr, strconv.Itoa(port))
 	}
 
+	t.Run("a local user gets nothing from the agents", func(t *testing.T) {
+		for _, n := range []string{"n1", "n4"} {
+			lcLocalUserDenied(t, ctx, lc, n)
+		}
+	})
+
 	t.Run("proxies and firewall are up", func(t *testing.T) {
 		for _, n := range lc.net.Nodes() {
 			out, err := n.Exec(ctx, "sh", "-c", "iptables -S; echo ---; iptables -t nat -S OUTPUT; iptables -t nat -S "+consulcfg.EgressChain)

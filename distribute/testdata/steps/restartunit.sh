@@ -19,6 +19,7 @@ EX_MESH=60
 S='/var/lib/mtlsctl'
 RUN='0123456789abcdef'
 UNIT='mtlsctl-proxy-zk-2181-198-18-0-11.service'
+HOLD='198.18.0.11 10001 1'
 # lib.sh: put before every step by stepScript, after the preamble that sets
 # the step's variables (each quoted by transport.Quote) and the EX_* exit
 # codes. R (MTLSCTL_ROOT, empty on a real node) prefixes every node path.
@@ -65,5 +66,30 @@ reload_agent() {
   exit "$rc"
 }
 # restartunit: restarts one unit (UNIT) while this run holds the node lock.
+# With HOLD ("ADDR PORT LISTENERS") the restart is hitless: a rule at the
+# top of INPUT drops new connections' SYNs to ADDR:PORT (an ingress
+# proxy's public address, or the loopback upstreams an egress proxy's nat
+# rules lead to), so a client resends its SYN a second later instead of
+# being refused; the rule goes once the new proxy has LISTENERS listeners
+# on PORT, or after 10 s, and on any exit.
 held || { echo "the node lock is not held by this run ($RUN); another admin may have forced it" >&2; exit "$EX_LOCKED"; }
+set -f; set -- $HOLD; set +f
+if [ $# -eq 3 ] && command -v iptables >/dev/null 2>&1; then
+  hold() { iptables -w "$1" INPUT -p tcp -d "$2" --dport "$3" --syn -m comment --comment "mtlsctl-hold $UNIT" -j DROP; }
+  # A hold left by a run that was cut off is removed first.
+  k=0; while [ "$k" -lt 5 ] && hold -D "$1" "$2" 2>/dev/null; do k=$((k + 1)); done
+  if hold -I "$1" "$2"; then
+    trap 'hold -D "$1" "$2" 2>/dev/null' EXIT
+  fi
+fi
 systemctl restart "$UNIT" || { echo "systemctl restart $UNIT failed (see journalctl -u $UNIT on the node)" >&2; exit "$EX_MESH"; }
+if [ $# -eq 3 ] && command -v ss >/dev/null 2>&1; then
+  i=0
+  while [ "$i" -lt 100 ]; do
+    n=$(ss -ltn "sport = :$2" 2>/dev/null | tail -n +2 | wc -l)
+    [ "$n" -ge "$3" ] && break
+    sleep 0.1
+    i=$((i + 1))
+  done
+fi
+exit 0
