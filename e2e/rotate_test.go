@@ -263,6 +263,8 @@ func TestRotations162(t *testing.T) {
 	// before `use`, names the node and leaves the old key primary; once the
 	// node is back, a re-run resumes and completes.
 	t.Run("gossip with a node down", func(t *testing.T) {
+		// A fresh handle: rotate tokens replaced the management token.
+		cl := lc.dial(transport.Options{})
 		if _, err := lc.net.Node("n5").Exec(ctx, "systemctl", "stop", "consul"); err != nil {
 			t.Fatal(err)
 		}
