@@ -1,12 +1,12 @@
 package distribute
 
 import (
-	"net"
-	"strconv"
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -158,7 +158,7 @@ type meshStep struct {
 	// until the new proxy has LISTENERS listeners on PORT.
 	Holds    map[string]string `json:"holds,omitempty"`
 	Sidecars []string          `json:"sidecars,omitempty"`
-	Purge        bool              `json:"purge,omitempty"`
+	Purge    bool              `json:"purge,omitempty"`
 }
 
 // newMeshStep builds the journal's mesh step of a node plan (nil when the
