@@ -68,6 +68,8 @@ type lcSpec struct {
 	subnet  string
 	prefix  string
 	nodes   []lcNode
+	// extra is appended to the cluster file (top-level keys).
+	extra string
 }
 
 // lcCluster is a test cluster after generate and apply.
@@ -182,6 +184,7 @@ func lcClusterYAML(nt *testnet.Net, spec lcSpec) []byte {
 	// The mesh is on (the default): the proxies run the same binary.
 	fmt.Fprintf(&b, "mesh:\n  consul_binary: %s\n", spec.consul)
 	fmt.Fprintf(&b, "ssh:\n  user: root\n  identity_file: %s\n  known_hosts: %s\n", nt.ClientKeyFile(), nt.KnownHostsFile())
+	b.WriteString(spec.extra)
 	b.WriteString("datacenters:\n")
 	dc := ""
 	for _, n := range spec.nodes {

@@ -598,3 +598,25 @@ func (c *Cluster) ACLStatus(ctx context.Context) *ACLStatus {
 	}
 	return st
 }
+
+// AgentsWithoutACL reports whether the primary servers' agents run with
+// ACLs off: an agent that answers /v1/agent/self without a token and says
+// so. One that refuses (403) runs with ACLs; none answering (a first
+// apply, nothing runs yet) is not "without ACLs" either.
+func (c *Cluster) AgentsWithoutACL(ctx context.Context) bool {
+	for _, n := range c.primaryServers() {
+		var self map[string]map[string]any
+		err := c.query(ctx, n.Name, func(cl *api.Client, q *api.QueryOptions) error {
+			var err error
+			self, err = cl.Agent().Self()
+			return err
+		})
+		if err != nil {
+			continue
+		}
+		if on, ok := self["DebugConfig"]["ACLsEnabled"].(bool); ok {
+			return !on
+		}
+	}
+	return false
+}

@@ -201,3 +201,23 @@ func RotateTokens(ctx context.Context, c Common, d DistOptions, r RotateOptions)
 		res.Replaced, res.Deleted, res.Duration.Round(time.Millisecond))
 	return nil
 }
+
+// refuseACLTurnOn refuses an apply that would turn ACLs on in a cluster
+// whose agents run without them (the state has no management token and
+// the primary servers answer without ACLs). Consul 1.6 cannot do that
+// without an outage: a server restarted with ACLs refuses every request
+// ("ACL not found") while the leader still runs without them, so its
+// proxies' connections fail until the last server is restarted and the
+// system is bootstrapped. A fresh cluster gets them from its first apply.
+func (r *remote) refuseACLTurnOn(ctx context.Context) error {
+	if !r.t.Cluster.ACL.Enabled || r.skipLive {
+		return nil
+	}
+	if _, err := r.st.ManagementToken(); !errors.Is(err, ca.ErrNoManagementToken) {
+		return nil
+	}
+	if !r.sess.Live().AgentsWithoutACL(ctx) {
+		return nil
+	}
+	return fmt.Errorf("%s turns Consul's ACLs on (the default), but the agents run without them: in a running cluster that cannot be done without an outage (a server restarted with ACLs refuses every request while the leader runs without them, and the mesh with it); nothing was changed. Keep them off with `acl: {enabled: false}` in the cluster file: mtlsctl does not yet turn ACLs on in a running cluster", r.t.Cluster.Source)
+}

@@ -396,6 +396,9 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := r.refuseACLTurnOn(ctx); err != nil {
+		return err
+	}
 	if plan == nil {
 		stop := c.startProgress(r, d)
 		plan, err = r.sess.Plan(ctx, r.bundles, distribute.PlanOptions{Diffs: !a.Yes})
