@@ -197,7 +197,9 @@ func lcClusterYAML(nt *testnet.Net, spec lcSpec) []byte {
 	return []byte(b.String())
 }
 
-// dialToken is dial whose calls carry tok instead of the management token.
+// dialToken is a live handle on the cluster (no bundles: certificates are
+// checked through app.VerifyCluster / app.LiveStatus) whose calls carry
+// tok ("": none).
 func (lc *lcCluster) dialToken(o transport.Options, tok string) *consulapi.Cluster {
 	lc.t.Helper()
 	o.HomeDir = lc.net.Home()
@@ -206,28 +208,21 @@ func (lc *lcCluster) dialToken(o transport.Options, tok string) *consulapi.Clust
 		lc.t.Fatal(err)
 	}
 	lc.t.Cleanup(func() { c.Close() })
-	c.SetACL(consulapi.ACLConfig{Enabled: true, Cluster: lc.topo.Cluster.Name, Token: tok, ReadOnly: true})
+	if tok != "" {
+		c.SetACL(consulapi.ACLConfig{Enabled: true, Cluster: lc.topo.Cluster.Name, Token: tok, ReadOnly: true})
+	}
 	return c
 }
 
-// dial opens a live handle on the cluster (no bundles: certificates are
-// checked through app.VerifyCluster / app.LiveStatus).
+// dial is dialToken with the management token apply kept, when there is
+// one (read only: the test never bootstraps or makes tokens itself).
 func (lc *lcCluster) dial(o transport.Options) *consulapi.Cluster {
 	lc.t.Helper()
-	o.HomeDir = lc.net.Home()
-	c, err := consulapi.Dial(context.Background(), lc.topo, o)
-	if err != nil {
-		lc.t.Fatal(err)
-	}
-	lc.t.Cleanup(func() { c.Close() })
-	// The test's own calls carry the management token apply kept (read
-	// only: the test never bootstraps or makes tokens itself).
+	tok := ""
 	if st, err := ca.Open(lc.common.State, ca.OpenOptions{}); err == nil {
-		if tok, err := st.ManagementToken(); err == nil {
-			c.SetACL(consulapi.ACLConfig{Enabled: true, Cluster: lc.topo.Cluster.Name, Token: tok, ReadOnly: true})
-		}
+		tok, _ = st.ManagementToken()
 	}
-	return c
+	return lc.dialToken(o, tok)
 }
 
 // servicePID is the PID of node's agent (0 when it is not running).

@@ -236,8 +236,9 @@ func agentRules(node string) string {
 	return fmt.Sprintf("node %q {\n  policy = \"write\"\n}\nservice_prefix \"\" {\n  policy = \"read\"\n}\n", node)
 }
 
-// aclVia picks a primary server to make ACL writes through.
-func (c *Cluster) aclVia(ctx context.Context) (string, error) {
+// aclClient is the API client of the first primary server that accepts
+// the management token: ACL writes are made there.
+func (c *Cluster) aclClient(ctx context.Context) (*api.Client, error) {
 	var errs []string
 	for _, n := range c.primaryServers() {
 		err := c.query(ctx, n.Name, func(cl *api.Client, q *api.QueryOptions) error {
@@ -245,11 +246,11 @@ func (c *Cluster) aclVia(ctx context.Context) (string, error) {
 			return err
 		})
 		if err == nil {
-			return n.Name, nil
+			return c.API(ctx, n.Name)
 		}
 		errs = append(errs, n.Name+": "+err.Error())
 	}
-	return "", fmt.Errorf("no primary server accepts the management token: %s", strings.Join(errs, "; "))
+	return nil, fmt.Errorf("no primary server accepts the management token: %s", strings.Join(errs, "; "))
 }
 
 // SyncTokens makes Consul hold every token of the ACLConfig with the
@@ -264,11 +265,7 @@ func (c *Cluster) SyncTokens(ctx context.Context) (*ACLSync, error) {
 	if !a.Enabled {
 		return res, nil
 	}
-	via, err := c.aclVia(ctx)
-	if err != nil {
-		return nil, err
-	}
-	cl, err := c.API(ctx, via)
+	cl, err := c.aclClient(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -411,11 +408,7 @@ func (c *Cluster) PruneTokens(ctx context.Context) (int, error) {
 	if !a.Enabled || a.Token == "" {
 		return 0, nil
 	}
-	via, err := c.aclVia(ctx)
-	if err != nil {
-		return 0, err
-	}
-	cl, err := c.API(ctx, via)
+	cl, err := c.aclClient(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -472,11 +465,7 @@ func (c *Cluster) DeleteACL(ctx context.Context) (int, error) {
 	if !a.Enabled || a.Token == "" {
 		return n, nil
 	}
-	via, err := c.aclVia(ctx)
-	if err != nil {
-		return n, err
-	}
-	cl, err := c.API(ctx, via)
+	cl, err := c.aclClient(ctx)
 	if err != nil {
 		return n, err
 	}
@@ -509,11 +498,7 @@ func (c *Cluster) RenewManagement(ctx context.Context, secret string, save func(
 	c.mu.Lock()
 	a := c.acl
 	c.mu.Unlock()
-	via, err := c.aclVia(ctx)
-	if err != nil {
-		return err
-	}
-	cl, err := c.API(ctx, via)
+	cl, err := c.aclClient(ctx)
 	if err != nil {
 		return err
 	}
@@ -569,17 +554,12 @@ func (c *Cluster) ACLStatus(ctx context.Context) *ACLStatus {
 		return st
 	}
 	st.Management = fingerprint.Token(a.Token)
-	via, err := c.aclVia(ctx)
+	cl, err := c.aclClient(ctx)
 	if err != nil {
 		st.Error = err.Error()
 		return st
 	}
 	st.Valid = true
-	cl, err := c.API(ctx, via)
-	if err != nil {
-		st.Error = err.Error()
-		return st
-	}
 	list, _, err := cl.ACL().TokenList((&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		st.Error = "list tokens: " + err.Error()
