@@ -45,6 +45,10 @@ type NodeTokens struct {
 // ACLTokens are every token mtlsctl made for the cluster.
 type ACLTokens struct {
 	Nodes map[string]*NodeTokens `json:"nodes"`
+	// Replication is the secondary datacenters' servers' token (multi-DC
+	// only): their Connect CA is signed by the primary and intentions are
+	// replicated from it with this token.
+	Replication *ACLToken `json:"replication,omitempty"`
 	// Retired are tokens replaced by `rotate tokens` or no longer needed,
 	// which Consul may still hold: the next apply (or the rotation itself,
 	// once every node uses the new ones) deletes them there and here.
@@ -90,13 +94,26 @@ func newUUID(r io.Reader) (string, error) {
 }
 
 // Ensure gives every node in want a token for its agent and one for each of
-// its service IDs, keeping the tokens it has. Tokens of nodes and services
-// no longer wanted move to Retired. It reports whether anything changed.
-func (t *ACLTokens) Ensure(want map[string][]string, r io.Reader) (bool, error) {
+// its service IDs, and a replication token when replication is set,
+// keeping the tokens it has. Tokens of nodes and services no longer wanted
+// (and a replication token no longer needed) move to Retired. It reports
+// whether anything changed.
+func (t *ACLTokens) Ensure(want map[string][]string, replication bool, r io.Reader) (bool, error) {
 	if t.Nodes == nil {
 		t.Nodes = map[string]*NodeTokens{}
 	}
 	changed := false
+	switch {
+	case replication && t.Replication == nil:
+		tok, err := NewACLToken(r)
+		if err != nil {
+			return false, err
+		}
+		t.Replication, changed = &tok, true
+	case !replication && t.Replication != nil:
+		t.Retired = append(t.Retired, *t.Replication)
+		t.Replication, changed = nil, true
+	}
 	names := make([]string, 0, len(want))
 	for n := range want {
 		names = append(names, n)
@@ -154,6 +171,14 @@ func (t *ACLTokens) Ensure(want map[string][]string, r io.Reader) (bool, error) 
 // Renew replaces every agent and service token with a new one; the old
 // ones move to Retired (`rotate tokens`).
 func (t *ACLTokens) Renew(r io.Reader) error {
+	if t.Replication != nil {
+		tok, err := NewACLToken(r)
+		if err != nil {
+			return err
+		}
+		t.Retired = append(t.Retired, *t.Replication)
+		t.Replication = &tok
+	}
 	for _, nt := range t.Nodes {
 		tok, err := NewACLToken(r)
 		if err != nil {
@@ -176,6 +201,9 @@ func (t *ACLTokens) Renew(r io.Reader) error {
 // Count is the number of tokens in use (agents and services).
 func (t *ACLTokens) Count() int {
 	n := 0
+	if t.Replication != nil {
+		n++
+	}
 	for _, nt := range t.Nodes {
 		n += 1 + len(nt.Services)
 	}
@@ -200,6 +228,11 @@ func (t *ACLTokens) validate() error {
 			if err := check("node "+name+" service "+id, tok); err != nil {
 				return err
 			}
+		}
+	}
+	if t.Replication != nil {
+		if err := check("replication", *t.Replication); err != nil {
+			return err
 		}
 	}
 	for i, tok := range t.Retired {

@@ -17,11 +17,11 @@ func TestACLTokensEnsureRenewStore(t *testing.T) {
 		t.Fatalf("empty state: %v %v", toks, err)
 	}
 	want := map[string][]string{"n1": {"zk-2181-a", "egress-a"}, "n2": {"egress-b"}}
-	changed, err := toks.Ensure(want, nil)
+	changed, err := toks.Ensure(want, false, nil)
 	if err != nil || !changed || toks.Count() != 5 {
 		t.Fatalf("ensure: changed=%v count=%d err=%v", changed, toks.Count(), err)
 	}
-	if changed, _ := toks.Ensure(want, nil); changed {
+	if changed, _ := toks.Ensure(want, false, nil); changed {
 		t.Fatal("a second Ensure with the same wants changed something")
 	}
 	first := toks.Nodes["n1"].Services["zk-2181-a"]
@@ -29,7 +29,7 @@ func TestACLTokensEnsureRenewStore(t *testing.T) {
 		t.Fatalf("bad token %+v", first)
 	}
 	// n2 leaves, n1 loses a service: their tokens are retired.
-	if _, err := toks.Ensure(map[string][]string{"n1": {"zk-2181-a"}}, nil); err != nil {
+	if _, err := toks.Ensure(map[string][]string{"n1": {"zk-2181-a"}}, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(toks.Retired) != 3 || toks.Count() != 2 || toks.Nodes["n1"].Services["zk-2181-a"] != first {

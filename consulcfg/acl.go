@@ -6,6 +6,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
@@ -24,7 +25,17 @@ const DefaultTokenDir = "/etc/mtlsctl/acl"
 type NodeTokens struct {
 	Agent    string
 	Services map[string]string
+	// Replication is set on the servers of secondary datacenters: the
+	// token their Connect CA and intention replication use with the
+	// primary.
+	Replication string
 }
+
+// ACLTokenTTL is how long an agent caches what a token may do (and that a
+// token does not exist): short, so that tokens made at the bootstrap are
+// honoured soon after agents first tried them, and deleted ones stop
+// working soon.
+const ACLTokenTTL = 5 * time.Second
 
 // ServiceRef is one service a node registers.
 type ServiceRef struct {
@@ -64,11 +75,13 @@ type agentACL struct {
 	Enabled       bool           `json:"enabled"`
 	DefaultPolicy string         `json:"default_policy"`
 	DownPolicy    string         `json:"down_policy"`
+	TokenTTL      string         `json:"token_ttl"`
 	Tokens        agentACLTokens `json:"tokens"`
 }
 
 type agentACLTokens struct {
-	Agent string `json:"agent"`
+	Agent       string `json:"agent"`
+	Replication string `json:"replication,omitempty"`
 }
 
 // nodeTokens returns n's tokens, checking that every service has one.
@@ -82,13 +95,17 @@ func nodeTokens(in Input, n *inventory.Node, lis []proxyListener) (NodeTokens, e
 			return NodeTokens{}, fmt.Errorf("%w for service %s: run `mtlsctl generate` to make it", ErrNoToken, l.ID)
 		}
 	}
+	t := in.Topology
+	if t.MultiDC() && n.IsServer() && n.Datacenter != t.Cluster.Datacenters[0].Name && nt.Replication == "" {
+		return NodeTokens{}, fmt.Errorf("%w for replication from the primary datacenter: run `mtlsctl generate` to make it", ErrNoToken)
+	}
 	return nt, nil
 }
 
 // secretRE matches the JSON string value of a key that holds a secret: the
 // gossip key ("encrypt") and ACL tokens ("agent" under acl.tokens, a
 // service's "token").
-var secretRE = regexp.MustCompile(`("(encrypt|agent|token)"\s*:\s*")((?:[^"\\]|\\.)*)(")`)
+var secretRE = regexp.MustCompile(`("(encrypt|agent|replication|token)"\s*:\s*")((?:[^"\\]|\\.)*)(")`)
 
 // isTokenKey says whether a secretRE key holds an ACL token.
 func isTokenKey(k string) bool { return k != "encrypt" }

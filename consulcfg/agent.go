@@ -151,7 +151,7 @@ func (c *cluster) agentConfig(in Input, n *inventory.Node, tokens NodeTokens) ([
 	}
 	if c.aclOn {
 		cfg.ACL = &agentACL{Enabled: true, DefaultPolicy: "deny", DownPolicy: "extend-cache",
-			Tokens: agentACLTokens{Agent: tokens.Agent}}
+			TokenTTL: ACLTokenTTL.String(), Tokens: agentACLTokens{Agent: tokens.Agent, Replication: tokens.Replication}}
 	}
 	return marshalJSON(cfg)
 }

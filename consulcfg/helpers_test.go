@@ -197,6 +197,9 @@ func withACL(f func(testing.TB) Input) func(testing.TB) Input {
 		in.Tokens = map[string]NodeTokens{}
 		for _, n := range in.Topology.Nodes {
 			nt := NodeTokens{Agent: testToken("agent " + n.Name), Services: map[string]string{}}
+			if in.Topology.MultiDC() && n.IsServer() && n.Datacenter != in.Topology.Cluster.Datacenters[0].Name {
+				nt.Replication = testToken("replication")
+			}
 			for _, r := range refs[n.Name] {
 				nt.Services[r.ID] = testToken("service " + r.ID)
 			}

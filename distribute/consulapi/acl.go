@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/mtlsctl/mtlsctl/consulcfg"
 	"github.com/mtlsctl/mtlsctl/internal/fingerprint"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
@@ -40,6 +43,10 @@ type TokenSpec struct {
 	SecretID   string
 	Node       string
 	Service    string
+	// Replication: the secondary datacenters' servers' token (Node and
+	// Service empty): operator write for the Connect CA the primary signs,
+	// intentions read to replicate them.
+	Replication bool
 }
 
 // ACLConfig is what a Cluster needs to use and keep the ACL system.
@@ -148,6 +155,15 @@ func (c *Cluster) kick(ctx context.Context, nodes []string) {
 	if len(ns) == 0 {
 		return
 	}
+	// An agent that looked a token up before it existed remembers that for
+	// the token TTL: reload after it, or the reload is refused again.
+	t := time.NewTimer(consulcfg.ACLTokenTTL + time.Second)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return
+	case <-t.C:
+	}
 	c.p.ForEach(ctx, ns, 0, func(ctx context.Context, n *inventory.Node) error {
 		if err := c.Reload(ctx, n.Name); err != nil {
 			c.p.Report(n.Name, "acl", "reload after its tokens were made failed (the agent registers them on its next sync)", err)
@@ -214,13 +230,30 @@ type ACLSync struct {
 }
 
 func (r *ACLSync) touched(node string) {
-	if len(r.Nodes) == 0 || r.Nodes[len(r.Nodes)-1] != node {
+	if !slices.Contains(r.Nodes, node) {
 		r.Nodes = append(r.Nodes, node)
+	}
+}
+
+// touchedSpec records the nodes that use s: its node, or for the
+// replication token every server of a secondary datacenter.
+func (c *Cluster) touchedSpec(r *ACLSync, s TokenSpec) {
+	if !s.Replication {
+		r.touched(s.Node)
+		return
+	}
+	for _, dc := range c.topo.Cluster.Datacenters[1:] {
+		for _, n := range c.topo.Servers(dc.Name) {
+			r.touched(n.Name)
+		}
 	}
 }
 
 // description is a token's description: "mtlsctl <cluster>: agent n1".
 func (a ACLConfig) description(s TokenSpec) string {
+	if s.Replication {
+		return a.prefix() + "replication to the secondary datacenters"
+	}
 	if s.Node != "" && s.Service == "" {
 		return a.prefix() + "agent " + s.Node
 	}
@@ -228,6 +261,11 @@ func (a ACLConfig) description(s TokenSpec) string {
 }
 
 func (a ACLConfig) prefix() string { return "mtlsctl " + a.Cluster + ": " }
+
+// ReplicationPolicy is the replication token's policy.
+const ReplicationPolicy = "mtlsctl-replication"
+
+const replicationRules = "operator = \"write\"\nservice_prefix \"\" {\n  policy = \"read\"\n  intentions = \"read\"\n}\n"
 
 // agentPolicy is the name of a node's agent policy.
 func agentPolicy(node string) string { return "mtlsctl-agent-" + node }
@@ -321,13 +359,20 @@ func (c *Cluster) SyncTokens(ctx context.Context) (*ACLSync, error) {
 
 	for _, s := range a.Tokens {
 		want := &api.ACLToken{AccessorID: s.AccessorID, SecretID: s.SecretID, Description: a.description(s)}
-		if s.Service == "" {
+		switch {
+		case s.Replication:
+			id, err := policy(ReplicationPolicy, a.prefix()+"the secondary datacenters' servers: Connect CA and intention replication", replicationRules)
+			if err != nil {
+				return res, err
+			}
+			want.Policies = []*api.ACLTokenPolicyLink{{ID: id}}
+		case s.Service == "":
 			id, err := policy(agentPolicy(s.Node), a.prefix()+"the agent of node "+s.Node, agentRules(s.Node))
 			if err != nil {
 				return res, err
 			}
 			want.Policies = []*api.ACLTokenPolicyLink{{ID: id}}
-		} else {
+		default:
 			want.ServiceIdentities = []*api.ACLServiceIdentity{{ServiceName: s.Service}}
 		}
 		have, _, err := cl.ACL().TokenRead(s.AccessorID, qo)
@@ -339,7 +384,7 @@ func (c *Cluster) SyncTokens(ctx context.Context) (*ACLSync, error) {
 				return res, fmt.Errorf("create token %s: %w", want.Description, err)
 			}
 			res.Created++
-			res.touched(s.Node)
+			c.touchedSpec(res, s)
 			continue
 		}
 		if tokenSame(have, want) {
@@ -356,7 +401,7 @@ func (c *Cluster) SyncTokens(ctx context.Context) (*ACLSync, error) {
 				return res, fmt.Errorf("replace token %s: %w", want.Description, err)
 			}
 			res.Updated++
-			res.touched(s.Node)
+			c.touchedSpec(res, s)
 			continue
 		}
 		if _, _, err := cl.ACL().TokenUpdate(want, wo); err != nil {
@@ -416,9 +461,13 @@ func (c *Cluster) PruneTokens(ctx context.Context) (int, error) {
 	qo := (&api.QueryOptions{}).WithContext(ctx)
 	keep := map[string]bool{}
 	nodes := map[string]bool{}
+	replication := false
 	for _, s := range a.Tokens {
 		keep[s.AccessorID] = true
-		if s.Service == "" {
+		switch {
+		case s.Replication:
+			replication = true
+		case s.Service == "":
 			nodes[agentPolicy(s.Node)] = true
 		}
 	}
@@ -441,7 +490,9 @@ func (c *Cluster) PruneTokens(ctx context.Context) (int, error) {
 		return n, fmt.Errorf("list policies: %w", err)
 	}
 	for _, p := range pols {
-		if strings.HasPrefix(p.Name, "mtlsctl-agent-") && strings.HasPrefix(p.Description, a.prefix()) && !nodes[p.Name] {
+		stale := strings.HasPrefix(p.Name, "mtlsctl-agent-") && !nodes[p.Name]
+		stale = stale || (p.Name == ReplicationPolicy && !replication)
+		if stale && strings.HasPrefix(p.Description, a.prefix()) {
 			if _, err := cl.ACL().PolicyDelete(p.ID, wo); err != nil && !notFound(err) {
 				return n, fmt.Errorf("delete policy %s: %w", p.Name, err)
 			}

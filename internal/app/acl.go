@@ -60,6 +60,9 @@ func tokenSpecs(st *ca.State, t *inventory.Topology, ports *inventory.Assignment
 		return nil, err
 	}
 	var out []consulapi.TokenSpec
+	if toks.Replication != nil {
+		out = append(out, consulapi.TokenSpec{AccessorID: toks.Replication.AccessorID, SecretID: toks.Replication.SecretID, Replication: true})
+	}
 	for _, n := range t.Nodes {
 		nt := toks.Nodes[n.Name]
 		if nt == nil {

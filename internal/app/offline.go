@@ -269,7 +269,7 @@ func ensureTokens(st *ca.State, t *inventory.Topology, ports *inventory.Assignme
 		return nil, err
 	}
 	first := len(toks.Nodes) == 0
-	changed, err := toks.Ensure(want, nil)
+	changed, err := toks.Ensure(want, t.MultiDC(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -302,6 +302,13 @@ func stateTokens(st *ca.State, t *inventory.Topology) (map[string]consulcfg.Node
 			svc[id] = tok.SecretID
 		}
 		out[name] = consulcfg.NodeTokens{Agent: nt.Agent.SecretID, Services: svc}
+		if toks.Replication != nil {
+			if n := t.Node(name); n != nil && n.IsServer() && n.Datacenter != t.Cluster.Datacenters[0].Name {
+				nt := out[name]
+				nt.Replication = toks.Replication.SecretID
+				out[name] = nt
+			}
+		}
 	}
 	return out, nil
 }
