@@ -110,6 +110,10 @@ func (c *Cluster) EnsureACL(ctx context.Context) error { return c.ensureACL(ctx)
 // then creates or updates the tokens, once per Cluster (again after a
 // failure). With the agents not (yet) running with ACLs it does nothing.
 func (c *Cluster) ensureACL(ctx context.Context) error {
+	// One at a time: health checks run from several goroutines, and a
+	// second bootstrap would be refused.
+	c.aclMu.Lock()
+	defer c.aclMu.Unlock()
 	c.mu.Lock()
 	a, synced := c.acl, c.aclSynced
 	c.mu.Unlock()

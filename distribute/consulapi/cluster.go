@@ -56,9 +56,11 @@ type Cluster struct {
 	mu      sync.Mutex
 	apis    map[string]*api.Client
 	bundles map[string]*consulcfg.Bundle
-	// acl: see SetACL; aclSynced once the tokens were made this run.
+	// acl: see SetACL; aclSynced once the tokens were made this run;
+	// aclMu serialises ensureACL.
 	acl       ACLConfig
 	aclSynced bool
+	aclMu     sync.Mutex
 }
 
 // Dial returns a handle on the cluster t describes, with connections of
