@@ -143,37 +143,83 @@ func (c *Cluster) ensureACL(ctx context.Context) error {
 	return nil
 }
 
-// kick reloads the agents of nodes whose tokens were just made: an agent
-// that tried to register its node and services before its token existed
-// retries only a minute or more later, and a reload (SIGHUP) registers
-// them at once. A node whose agent is not running is skipped: it starts
-// with tokens that already exist. Best effort: a failure is reported, not
-// returned.
+// kickRounds bounds how often kick reloads an agent whose services are
+// still missing from the catalog.
+const kickRounds = 8
+
+// kick makes the agents of nodes whose tokens were just made register at
+// once. An agent that tried before its token existed marks the refused
+// services in sync until its next full sync (a minute or more away), and
+// remembers the token as unknown for the token TTL; a server may also
+// still resolve tokens the old way for a while after the bootstrap. So:
+// wait out the TTL, reload (SIGHUP re-registers every service), check the
+// catalog, and again for the nodes whose services are still missing. Best
+// effort: what is still missing is reported, not returned (the proxy wait
+// that follows names it).
 func (c *Cluster) kick(ctx context.Context, nodes []string) {
-	var ns []*inventory.Node
+	var pending []*inventory.Node
 	for _, name := range nodes {
 		if n := c.topo.Node(name); n != nil {
-			ns = append(ns, n)
+			pending = append(pending, n)
 		}
 	}
-	if len(ns) == 0 {
-		return
-	}
-	// An agent that looked a token up before it existed remembers that for
-	// the token TTL: reload after it, or the reload is refused again.
-	t := time.NewTimer(consulcfg.ACLTokenTTL + time.Second)
-	select {
-	case <-ctx.Done():
-		t.Stop()
-		return
-	case <-t.C:
-	}
-	c.p.ForEach(ctx, ns, 0, func(ctx context.Context, n *inventory.Node) error {
-		if err := c.Reload(ctx, n.Name); err != nil {
-			c.p.Report(n.Name, "acl", "reload after its tokens were made failed (the agent registers them on its next sync)", err)
+	for round := 0; round < kickRounds && len(pending) > 0; round++ {
+		t := time.NewTimer(consulcfg.ACLTokenTTL + time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
 		}
-		return nil
-	})
+		// A node whose reload fails (its agent is not running) is left
+		// to its own start, with tokens that exist by then.
+		failed := c.p.ForEach(ctx, pending, 0, func(ctx context.Context, n *inventory.Node) error {
+			err := c.Reload(ctx, n.Name)
+			if err != nil {
+				c.p.Report(n.Name, "acl", "reload after its tokens were made failed (the agent registers them on its next sync)", err)
+			}
+			return err
+		})
+		time.Sleep(2 * time.Second)
+		var still []*inventory.Node
+		for _, n := range pending {
+			if failed[n.Name] == nil && !c.registered(ctx, n) {
+				still = append(still, n)
+			}
+		}
+		pending = still
+	}
+	for _, n := range pending {
+		c.p.Report(n.Name, "acl", "its services are not in the catalog yet after the reloads", nil)
+	}
+}
+
+// registered reports whether every service n's agent runs is in the
+// catalog (and the agent answers at all: one that does not is not
+// waited for).
+func (c *Cluster) registered(ctx context.Context, n *inventory.Node) bool {
+	var local map[string]*api.AgentService
+	if err := c.query(ctx, n.Name, func(cl *api.Client, q *api.QueryOptions) error {
+		var err error
+		local, err = cl.Agent().Services()
+		return err
+	}); err != nil {
+		return true
+	}
+	var cat *api.CatalogNode
+	if err := c.query(ctx, n.Name, func(cl *api.Client, q *api.QueryOptions) error {
+		var err error
+		cat, _, err = cl.Catalog().Node(n.Name, q)
+		return err
+	}); err != nil || cat == nil {
+		return false
+	}
+	for id := range local {
+		if _, ok := cat.Services[id]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // primaryServers lists the primary datacenter's servers, where ACL writes
