@@ -139,8 +139,50 @@ func (c *Cluster) ensureACL(ctx context.Context) error {
 	c.mu.Lock()
 	c.aclSynced = true
 	c.mu.Unlock()
+	if res.Replication {
+		c.restartSecondaries(ctx)
+	}
 	c.kick(ctx, res.Nodes)
 	return nil
+}
+
+// restartSecondaries restarts the servers of every secondary datacenter,
+// all of a datacenter at once, and waits (at most a minute) for its
+// leader. Their leader asks the primary to sign its Connect CA with the
+// replication token; asked before the token existed, it retries with a
+// backoff that doubles up to minutes, and a new leader asks at once. This
+// runs when the replication token is made: at the first apply of a
+// cluster with two datacenters, or when a datacenter is added, before any
+// proxy of theirs starts.
+func (c *Cluster) restartSecondaries(ctx context.Context) {
+	for _, dc := range c.topo.Cluster.Datacenters[1:] {
+		servers := c.topo.Servers(dc.Name)
+		c.p.ForEach(ctx, servers, 0, func(ctx context.Context, n *inventory.Node) error {
+			if err := c.Restart(ctx, n.Name); err != nil {
+				c.p.Report(n.Name, "acl", "restart for the replication token failed", err)
+			}
+			return nil
+		})
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		for wctx.Err() == nil {
+			leader := ""
+			for _, n := range servers {
+				_ = c.query(wctx, n.Name, func(cl *api.Client, q *api.QueryOptions) error {
+					var err error
+					leader, err = cl.Status().LeaderWithQueryOptions(q)
+					return err
+				})
+				if leader != "" {
+					break
+				}
+			}
+			if leader != "" {
+				break
+			}
+			time.Sleep(pollInterval)
+		}
+		cancel()
+	}
 }
 
 // kickRounds bounds how often kick reloads an agent whose services are
@@ -277,6 +319,8 @@ type ACLSync struct {
 	Kept    int `json:"kept"`
 	// Nodes have a token that was created or replaced.
 	Nodes []string `json:"nodes,omitempty"`
+	// Replication: the replication token was created or replaced.
+	Replication bool `json:"replication,omitempty"`
 }
 
 func (r *ACLSync) touched(node string) {
@@ -292,6 +336,7 @@ func (c *Cluster) touchedSpec(r *ACLSync, s TokenSpec) {
 		r.touched(s.Node)
 		return
 	}
+	r.Replication = true
 	for _, dc := range c.topo.Cluster.Datacenters[1:] {
 		for _, n := range c.topo.Servers(dc.Name) {
 			r.touched(n.Name)
@@ -315,7 +360,7 @@ func (a ACLConfig) prefix() string { return "mtlsctl " + a.Cluster + ": " }
 // ReplicationPolicy is the replication token's policy.
 const ReplicationPolicy = "mtlsctl-replication"
 
-const replicationRules = "operator = \"write\"\nservice_prefix \"\" {\n  policy = \"read\"\n  intentions = \"read\"\n}\n"
+const replicationRules = "acl = \"read\"\noperator = \"write\"\nservice_prefix \"\" {\n  policy = \"read\"\n  intentions = \"read\"\n}\n"
 
 // agentPolicy is the name of a node's agent policy.
 func agentPolicy(node string) string { return "mtlsctl-agent-" + node }
