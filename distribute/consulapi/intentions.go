@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 
@@ -656,4 +657,65 @@ func apiIntention(want consulcfg.Intention, cluster string, meta map[string]stri
 		Description:     want.Description,
 		Meta:            m,
 	}
+}
+
+// replicationWait bounds WaitIntentionsReplicated.
+const replicationWait = 2 * time.Minute
+
+// WaitIntentionsReplicated waits until every secondary datacenter holds
+// each intention mtlsctl made for cluster in the primary (Consul
+// replicates them, with the replication token when ACLs are on): a proxy
+// in a secondary datacenter authorizes its connections against its own
+// datacenter's copy, and without it would refuse every allowed one. A
+// single datacenter returns at once.
+func (c *Cluster) WaitIntentionsReplicated(ctx context.Context, cluster string) error {
+	if !c.topo.MultiDC() {
+		return nil
+	}
+	_, live, err := c.liveIntentions(ctx, "")
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, l := range live {
+		if isOurs(l, cluster) {
+			want[l.ID] = true
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, replicationWait)
+	defer cancel()
+	for _, dc := range c.topo.Cluster.Datacenters[1:] {
+		for {
+			missing := len(want)
+			for _, n := range c.candidates(dc.Name) {
+				var raw []*api.Intention
+				err := c.query(ctx, n.Name, func(cl *api.Client, q *api.QueryOptions) error {
+					var err error
+					raw, _, err = cl.Connect().Intentions(q)
+					return err
+				})
+				if err != nil {
+					continue
+				}
+				missing = len(want)
+				for _, r := range raw {
+					if want[r.ID] {
+						missing--
+					}
+				}
+				break
+			}
+			if missing == 0 {
+				break
+			}
+			t := time.NewTimer(pollInterval)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("intentions: datacenter %s still lacks %d of the %d intentions after %s: check its servers' replication (the replication token, and their logs)", dc.Name, missing, len(want), replicationWait)
+			case <-t.C:
+			}
+		}
+	}
+	return nil
 }

@@ -72,15 +72,18 @@ func (r *remote) syncIntentions(ctx context.Context, c Common) error {
 	if err != nil {
 		return fmt.Errorf("intentions: %w", err)
 	}
-	if want == nil || (p.Changes() == 0 && len(p.Conflicts) == 0) {
+	if want == nil {
 		return nil
 	}
-	res, err := r.live().ApplyIntentions(ctx, p)
-	c.printf("intentions: %s\n", res.Summary())
-	if err != nil {
-		return fmt.Errorf("intentions: %w", err)
+	if p.Changes() > 0 || len(p.Conflicts) > 0 {
+		res, err := r.live().ApplyIntentions(ctx, p)
+		c.printf("intentions: %s\n", res.Summary())
+		if err != nil {
+			return fmt.Errorf("intentions: %w", err)
+		}
 	}
-	return nil
+	// The secondary datacenters' proxies authorize against their own copy.
+	return r.live().WaitIntentionsReplicated(ctx, r.t.Cluster.Name)
 }
 
 // waitProxies waits until every proxy of the selected nodes is healthy in
