@@ -180,6 +180,8 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{"bad output", []string{"-o", "yaml", "inventory", "validate"}, "use text or json"},
 		{"bad ports format", []string{"-i", example("edge-5"), "ports", "--format", "xml"}, "use table, json or apigee-report"},
+		{"catalog with apigee-report", []string{"ports", "--catalog", "edge", "--format", "apigee-report"}, "a catalogue prints as table or json"},
+		{"unknown catalog", []string{"ports", "--catalog", "cloud"}, "use edge or hybrid"},
 		{"stray argument", []string{"-i", example("edge-5"), "inventory", "validate", "extra"}, "unexpected argument"},
 		{"unknown flag", []string{"generate", "--nope"}, "nope"},
 	}
@@ -328,5 +330,35 @@ func TestImportApigeeBadCAWritesNothing(t *testing.T) {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s was written by a failed import (%v)", p, err)
 		}
+	}
+}
+
+// TestPortsCatalogFormats: -o json gives JSON unless --format says
+// otherwise, as for the port report.
+func TestPortsCatalogFormats(t *testing.T) {
+	absent := filepath.Join(t.TempDir(), "absent.yaml")
+	for _, tc := range []struct {
+		name string
+		args []string
+		json bool
+	}{
+		{"table by default", []string{"ports", "--catalog", "hybrid"}, false},
+		{"--format json", []string{"ports", "--catalog", "hybrid", "--format", "json"}, true},
+		{"-o json", []string{"-o", "json", "ports", "--catalog", "hybrid"}, true},
+		{"--format table wins over -o json", []string{"-o", "json", "ports", "--catalog", "hybrid", "--format", "table"}, false},
+		{"edge without a cluster file", []string{"-i", absent, "-o", "json", "ports", "--catalog", "edge"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := run(t, tc.args...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			if json.Valid([]byte(out)) != tc.json {
+				t.Errorf("JSON %v, want %v:\n%s", !tc.json, tc.json, out)
+			}
+			if !tc.json && !strings.Contains(out, "GROUP") {
+				t.Errorf("no table:\n%s", out)
+			}
+		})
 	}
 }

@@ -107,6 +107,7 @@ func portsCommand() *cli.Command {
 		Usage: "print the proxy-port assignment per node",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "format", Value: "table", Usage: "table, json or apigee-report (the JSON shape of `apigee-mtls report`)"},
+			&cli.StringFlag{Name: "catalog", Usage: "print a connection catalogue instead: `edge` (Edge for Private Cloud with mTLS, with this cluster's mesh paths) or hybrid (Apigee hybrid runtime plane)"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -115,6 +116,16 @@ func portsCommand() *cli.Command {
 			format := c.String("format")
 			if c.String("output") == "json" && !c.IsSet("format") {
 				format = "json"
+			}
+			if c.IsSet("catalog") {
+				name := c.String("catalog")
+				if name != "edge" && name != "hybrid" {
+					return app.Usagef("ports --catalog %q: use edge or hybrid", name)
+				}
+				if format != "table" && format != "json" {
+					return app.Usagef("ports --catalog --format %q: a catalogue prints as table or json (apigee-report is the port report's format)", format)
+				}
+				return app.PortsCatalog(common(c), name, format)
 			}
 			switch format {
 			case "table", "json", "apigee-report":

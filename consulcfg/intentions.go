@@ -44,6 +44,20 @@ var apigeeTable = func() []allowRule {
 	return out
 }()
 
+// allowRules is Apigee's table followed by the cluster file's mesh.allow
+// rules: what the intentions (and `ports --catalog edge`) allow.
+func allowRules(cl *inventory.Cluster) []allowRule {
+	rules := slices.Clone(apigeeTable)
+	for _, r := range cl.Mesh.Allow {
+		why := string(r.From) + " -> " + string(r.To) + " (mesh.allow"
+		if r.Line > 0 {
+			why += ", line " + strconv.Itoa(r.Line)
+		}
+		rules = append(rules, allowRule{r.From, r.To, why + ")"})
+	}
+	return rules
+}
+
 // Intentions returns the Connect intentions the cluster's mesh needs:
 // `*` -> `*` deny (so that only what is allowed passes) and, for every
 // pair of different nodes A and B, an allow from A's egress service to
@@ -60,14 +74,7 @@ func Intentions(t *inventory.Topology, a *inventory.Assignment) ([]Intention, er
 	if !t.Cluster.Mesh.Enabled {
 		return nil, nil
 	}
-	rules := slices.Clone(apigeeTable)
-	for _, r := range t.Cluster.Mesh.Allow {
-		why := string(r.From) + " -> " + string(r.To) + " (mesh.allow"
-		if r.Line > 0 {
-			why += ", line " + strconv.Itoa(r.Line)
-		}
-		rules = append(rules, allowRule{r.From, r.To, why + ")"})
-	}
+	rules := allowRules(t.Cluster)
 
 	type node struct {
 		n      *inventory.Node
