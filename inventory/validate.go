@@ -65,6 +65,9 @@ func validate(c *Cluster, ps *problems) (*Topology, error) {
 		ps.add("backups.keep", "keep %d is not a whole number from 1: give how many backup generations each node keeps (default %d)", c.Backups.Keep, DefaultBackupsKeep)
 	}
 
+	if c.Certs.Days < 0 || c.Certs.Days > MaxCertDays {
+		ps.add("certs.days", "days %d is not a whole number of days from 1 to %d: give the validity of new node certificates", c.Certs.Days, MaxCertDays)
+	}
 	if len(c.Datacenters) == 0 {
 		ps.add("datacenters", "no datacenters: add at least one with its nodes")
 	}
