@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -360,5 +362,45 @@ func TestPortsCatalogFormats(t *testing.T) {
 				t.Errorf("no table:\n%s", out)
 			}
 		})
+	}
+}
+
+// APIGEE_MTLS_NUM_DAYS_CERT_VALID_FOR becomes certs.days, which generate
+// uses when --cert-days is not given (issue 9, item 2).
+func TestImportCertDaysDrivesGenerate(t *testing.T) {
+	dir := t.TempDir()
+	silent := filepath.Join(dir, "silent.conf")
+	if err := os.WriteFile(silent, []byte(silentHosts+"\nAPIGEE_MTLS_NUM_DAYS_CERT_VALID_FOR=90\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv := filepath.Join(dir, "cluster.yaml")
+	state := filepath.Join(dir, "state")
+	if code, _, errOut := run(t, "-i", inv, "--state", state, "inventory", "import-apigee", silent); code != 0 {
+		t.Fatalf("import-apigee: exit %d: %s", code, errOut)
+	}
+	yml, err := os.ReadFile(inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(yml), "certs:\n  days: 90\n") {
+		t.Fatalf("cluster file lacks certs.days:\n%s", yml)
+	}
+	if code, _, errOut := run(t, "-i", inv, "--state", state, "generate"); code != 0 {
+		t.Fatalf("generate: exit %d: %s", code, errOut)
+	}
+	pemData, err := os.ReadFile(filepath.Join(state, "nodes", "node-198-18-0-11", "cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(pemData)
+	if block == nil {
+		t.Fatal("no PEM block in the node certificate")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if days := cert.NotAfter.Sub(cert.NotBefore).Hours() / 24; days < 89 || days > 91 {
+		t.Errorf("leaf valid for %.1f days, want 90", days)
 	}
 }

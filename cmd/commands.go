@@ -58,7 +58,7 @@ func generateCommand() *cli.Command {
 			&cli.StringFlag{Name: "ca-key-type", Value: "ecdsa-p256", Usage: "key type of a new CA: ecdsa-p256, rsa-2048 or rsa-4096"},
 			&cli.StringFlag{Name: "key-type", Value: "ecdsa-p256", Usage: "key type of new node certificates: ecdsa-p256, rsa-2048 or rsa-4096"},
 			&cli.IntFlag{Name: "ca-days", Value: 1825, Usage: "validity of a new CA, in days"},
-			&cli.IntFlag{Name: "cert-days", Value: 365, Usage: "validity of new node certificates, in days"},
+			&cli.IntFlag{Name: "cert-days", Usage: "validity of new node certificates, in days (default: the cluster file's certs.days, else 365)"},
 			&cli.IntFlag{Name: "renew-before", Value: 30, Usage: "reissue node certificates that expire within this many `DAYS`"},
 			&cli.BoolFlag{Name: "name-constraints", Usage: "limit a new CA to the Consul domain and localhost (X.509 name constraints)"},
 			&cli.BoolFlag{Name: "force-unlock", Usage: "clear a state lock left by a dead mtlsctl run (refused while it runs)"},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,8 +21,6 @@ type Import struct {
 	// CACertPath and CAKeyPath are PATH_TO_CA_CERT and PATH_TO_CA_KEY, as
 	// written (paths on the machine where the Apigee install was prepared).
 	CACertPath, CAKeyPath string
-	// CertValidDays is APIGEE_MTLS_NUM_DAYS_CERT_VALID_FOR (0 when absent).
-	CertValidDays int
 	// Warnings are settings that were not carried over, or need attention.
 	Warnings []string
 	// Sources names the silent config file(s) read.
@@ -30,9 +29,12 @@ type Import struct {
 	remotes []remoteRegion
 }
 
-// remoteRegion is a MTLS_REMOTE_REGION_<N>_NAME/_IP pair.
+// remoteRegion is a MTLS_REMOTE_REGION_<N>_NAME/_IP pair of a file that
+// does not split ALL_IP (no MTLS_LOCAL_REGION_IP): its hosts come from
+// another region's file.
 type remoteRegion struct {
-	name, ip, source string
+	name, source string
+	ips          []string
 }
 
 // DefaultImportCluster is the cluster name ImportApigee gives (a silent config
@@ -108,17 +110,6 @@ func ImportApigee(name string, data []byte) (*Import, error) {
 	c := &Cluster{Name: DefaultImportCluster, Ports: map[string]PortRange{}, Mesh: Mesh{Enabled: true}, ACL: ACL{Enabled: true}}
 	im.Cluster = c
 
-	region := "dc-1"
-	if v, ok := get("REGION"); ok && v.value != "" {
-		region = strings.ToLower(strings.TrimSpace(v.value))
-		if msg := checkLabel("REGION", region); msg != "" {
-			ps.addLine(v.line, "REGION", "%s", msg)
-		}
-	}
-	dc := Datacenter{Name: region}
-	ps.lines["datacenters[0].name"] = vars["REGION"].line
-	ps.lines["datacenters[0]"] = vars["ZK_MTLS_HOSTS"].line // where servers are listed
-
 	// Hosts and components.
 	all, ok := get("ALL_IP")
 	if !ok || strings.TrimSpace(all.value) == "" {
@@ -127,16 +118,14 @@ func ImportApigee(name string, data []byte) (*Import, error) {
 		}
 	}
 	byIP := map[netip.Addr]*Node{}
+	var hosts []netip.Addr // ALL_IP order
 	for _, ip := range ipList(ps, "ALL_IP", all) {
 		if _, dup := byIP[ip]; dup {
 			ps.addLine(all.line, "ALL_IP", "%s is listed twice: list each host once", ip)
 			continue
 		}
-		n := &Node{Name: NodeNameForIP(ip), Address: ip.String(), Components: []Component{}}
-		byIP[ip] = n
-		path := fmt.Sprintf("datacenters[0].nodes[%d]", len(dc.Nodes))
-		ps.lines[path] = all.line
-		dc.Nodes = append(dc.Nodes, n)
+		byIP[ip] = &Node{Name: NodeNameForIP(ip), Address: ip.String(), Components: []Component{}}
+		hosts = append(hosts, ip)
 	}
 	for _, hl := range apigeeHostLists {
 		v, ok := get(hl.key)
@@ -156,13 +145,29 @@ func ImportApigee(name string, data []byte) (*Import, error) {
 			}
 		}
 	}
-	for _, n := range dc.Nodes {
+	for _, n := range byIP {
 		sort.SliceStable(n.Components, func(i, j int) bool {
 			return componentIndex(n.Components[i]) < componentIndex(n.Components[j])
 		})
 	}
-	if len(dc.Nodes) > 0 {
-		c.Datacenters = []Datacenter{dc}
+	regions := im.regions(ps, vars, get, byIP, hosts)
+	fields := map[string]string{} // cluster-file field → silent-config key
+	for i, r := range regions {
+		dp := fmt.Sprintf("datacenters[%d]", i)
+		dc := Datacenter{Name: r.name}
+		ps.lines[dp+".name"] = r.line
+		fields[dp+".name"] = r.key
+		ps.lines[dp] = vars["ZK_MTLS_HOSTS"].line // where servers are listed
+		fields[dp] = "ZK_MTLS_HOSTS"
+		for _, ip := range r.hosts {
+			path := fmt.Sprintf("%s.nodes[%d]", dp, len(dc.Nodes))
+			ps.lines[path] = r.hostsLine
+			fields[path] = r.hostsKey
+			dc.Nodes = append(dc.Nodes, byIP[ip])
+		}
+		if len(dc.Nodes) > 0 {
+			c.Datacenters = append(c.Datacenters, dc)
+		}
 	}
 
 	// Port ranges.
@@ -221,58 +226,22 @@ func ImportApigee(name string, data []byte) (*Import, error) {
 	}
 	if v, ok := get("APIGEE_MTLS_NUM_DAYS_CERT_VALID_FOR"); ok && v.value != "" {
 		days, err := strconv.Atoi(strings.TrimSpace(v.value))
-		if err != nil || days < 1 || days > 36500 {
-			ps.addLine(v.line, "APIGEE_MTLS_NUM_DAYS_CERT_VALID_FOR", "%q is not a number of days from 1 to 36500", v.value)
+		if err != nil || days < 1 || days > MaxCertDays {
+			ps.addLine(v.line, "APIGEE_MTLS_NUM_DAYS_CERT_VALID_FOR", "%q is not a number of days from 1 to %d", v.value, MaxCertDays)
 		} else {
-			im.CertValidDays = days
+			c.Certs.Days = days
 		}
 	}
 
-	// Settings mtlsctl does not model.
+	// Mesh settings.
 	if v, ok := get("MTLS_ENCAPSULATE_LDAP"); ok && isNo(v.value) {
 		im.Warnings = append(im.Warnings, fmt.Sprintf("%s:%d: MTLS_ENCAPSULATE_LDAP=%s: mtlsctl secures openldap like any component; remove openldap from the nodes' components to keep LDAP outside the mesh", name, v.line, v.value))
 	}
 	if v, ok := get("ENABLE_SIDECAR_PROXY"); ok && isNo(v.value) {
-		im.Warnings = append(im.Warnings, fmt.Sprintf("%s:%d: ENABLE_SIDECAR_PROXY=%s: mtlsctl always renders the sidecar proxies", name, v.line, v.value))
-	}
-
-	// Multi-DC.
-	multi := false
-	if v, ok := get("APIGEE_MTLS_MULTI_DC_ENABLE"); ok && isYes(v.value) {
-		multi = true
-		if _, ok := vars["REGION"]; !ok {
-			im.Warnings = append(im.Warnings, fmt.Sprintf("%s:%d: APIGEE_MTLS_MULTI_DC_ENABLE is set but REGION is not: the datacenter is named %s", name, v.line, region))
-		}
-	}
-	if v, ok := get("MTLS_LOCAL_REGION_IP"); ok && v.value != "" {
-		if ip, err := parseIP(strings.TrimSpace(v.value)); err != nil {
-			ps.addLine(v.line, "MTLS_LOCAL_REGION_IP", "%v", err)
-		} else if _, in := byIP[ip]; !in && len(byIP) > 0 {
-			im.Warnings = append(im.Warnings, fmt.Sprintf("%s:%d: MTLS_LOCAL_REGION_IP %s is not in ALL_IP", name, v.line, ip))
-		}
-	}
-	for _, key := range sortedKeys(vars) {
-		m := remoteNameRE.FindStringSubmatch(key)
-		if m == nil {
-			continue
-		}
-		nv, ok := get(key)
-		if !ok || nv.value == "" {
-			continue
-		}
-		rr := remoteRegion{name: strings.ToLower(strings.TrimSpace(nv.value)), source: name}
-		ipKey := "MTLS_REMOTE_REGION_" + m[1] + "_IP"
-		if iv, ok := get(ipKey); ok && iv.value != "" {
-			if ip, err := parseIP(strings.TrimSpace(iv.value)); err != nil {
-				ps.addLine(iv.line, ipKey, "%v", err)
-			} else {
-				rr.ip = ip.String()
-			}
-		}
-		if !multi {
-			im.Warnings = append(im.Warnings, fmt.Sprintf("%s:%d: %s is set but APIGEE_MTLS_MULTI_DC_ENABLE is not y", name, nv.line, key))
-		}
-		im.remotes = append(im.remotes, rr)
+		// No sidecar proxies is mtlsctl's mesh switched off: Consul
+		// agents with TLS and gossip encryption, no proxies, nat rules
+		// or intentions.
+		c.Mesh.Enabled = false
 	}
 
 	if ps.err() != nil {
@@ -282,7 +251,7 @@ func ImportApigee(name string, data []byte) (*Import, error) {
 		var ve *ValidationError
 		if errors.As(err, &ve) {
 			for i := range ve.Problems {
-				ve.Problems[i].Field = silentField(ve.Problems[i].Field)
+				ve.Problems[i].Field = silentField(ve.Problems[i].Field, fields)
 			}
 		}
 		return nil, err
@@ -293,14 +262,11 @@ func ImportApigee(name string, data []byte) (*Import, error) {
 
 // silentField names the silent-config property behind a cluster-file field,
 // so that problems found by validation point at what the user wrote.
-func silentField(field string) string {
+func silentField(field string, fields map[string]string) string {
+	if key, ok := fields[field]; ok {
+		return key
+	}
 	switch {
-	case field == "datacenters[0]":
-		return "ZK_MTLS_HOSTS"
-	case field == "datacenters[0].name":
-		return "REGION"
-	case strings.HasPrefix(field, "datacenters[0].nodes["):
-		return "ALL_IP"
 	case strings.HasPrefix(field, "ports."):
 		key := strings.TrimPrefix(field, "ports.")
 		for _, pn := range apigeePortNames {
@@ -322,16 +288,21 @@ func (im *Import) remoteWarnings() []string {
 				dc = &im.Cluster.Datacenters[i]
 			}
 		}
-		switch {
-		case dc == nil:
-			out = append(out, fmt.Sprintf("%s: remote region %s (%s) is not imported: import its silent config too (import-apigee %s OTHER.conf) to add its nodes", rr.source, rr.name, rr.ip, rr.source))
-		case rr.ip != "":
+		if dc == nil {
+			hosts := ""
+			if len(rr.ips) > 0 {
+				hosts = " (" + strings.Join(rr.ips, " ") + ")"
+			}
+			out = append(out, fmt.Sprintf("%s: remote region %s%s is not imported: import its silent config too (import-apigee %s OTHER.conf) to add its nodes", rr.source, rr.name, hosts, rr.source))
+			continue
+		}
+		for _, ip := range rr.ips {
 			found := false
 			for _, n := range dc.Nodes {
-				found = found || n.Address == rr.ip
+				found = found || n.Address == ip
 			}
 			if !found {
-				out = append(out, fmt.Sprintf("%s: remote region %s's IP %s is not one of its nodes", rr.source, rr.name, rr.ip))
+				out = append(out, fmt.Sprintf("%s: remote region %s's IP %s is not one of its nodes", rr.source, rr.name, ip))
 			}
 		}
 	}
@@ -367,7 +338,7 @@ func MergeImports(imports ...*Import) (*Import, error) {
 			}
 		}
 	}
-	var days string
+	var days, mesh string
 	for _, im := range imports {
 		if im == nil || im.Cluster == nil {
 			continue
@@ -379,9 +350,10 @@ func MergeImports(imports ...*Import) (*Import, error) {
 		agree("ENCRYPT_DATA", &out.GossipKey, im.GossipKey, src, true)
 		agree("PATH_TO_CA_CERT", &out.CACertPath, im.CACertPath, src, false)
 		agree("PATH_TO_CA_KEY", &out.CAKeyPath, im.CAKeyPath, src, false)
-		if im.CertValidDays != 0 {
-			agree("APIGEE_MTLS_NUM_DAYS_CERT_VALID_FOR", &days, strconv.Itoa(im.CertValidDays), src, false)
+		if im.Cluster.Certs.Days != 0 {
+			agree("APIGEE_MTLS_NUM_DAYS_CERT_VALID_FOR", &days, strconv.Itoa(im.Cluster.Certs.Days), src, false)
 		}
+		agree("ENABLE_SIDECAR_PROXY", &mesh, yesNo(im.Cluster.Mesh.Enabled), src, false)
 		for _, pn := range apigeePortNames {
 			r, ok := im.Cluster.Ports[pn.key]
 			if !ok {
@@ -398,10 +370,13 @@ func MergeImports(imports ...*Import) (*Import, error) {
 			}
 		}
 		for _, dc := range im.Cluster.Datacenters {
-			for _, have := range out.Cluster.Datacenters {
-				if have.Name == dc.Name {
-					ps.add("REGION", "%s and %s both describe region %q: give each region's file its own REGION", from["region:"+dc.Name], src, dc.Name)
+			// Each region's file describes every region: the same region
+			// twice is fine as long as both files agree on it.
+			if have := out.Cluster.datacenter(dc.Name); have != nil {
+				if diff := sameHosts(have, &dc); diff != "" {
+					ps.add("REGION", "%s and %s describe region %q differently (%s): make the files agree, or give each region's file its own REGION", from["region:"+dc.Name], src, dc.Name, diff)
 				}
+				continue
 			}
 			from["region:"+dc.Name] = src
 			cp := Datacenter{Name: dc.Name}
@@ -413,7 +388,8 @@ func MergeImports(imports ...*Import) (*Import, error) {
 			out.Cluster.Datacenters = append(out.Cluster.Datacenters, cp)
 		}
 	}
-	out.CertValidDays, _ = strconv.Atoi(days)
+	out.Cluster.Certs.Days, _ = strconv.Atoi(days)
+	out.Cluster.Mesh.Enabled = mesh != "n"
 	ps.file = strings.Join(out.Sources, ", ")
 	if err := ps.err(); err != nil {
 		return nil, err
@@ -423,6 +399,38 @@ func MergeImports(imports ...*Import) (*Import, error) {
 	}
 	out.Warnings = append(out.Warnings, out.remoteWarnings()...)
 	return out, nil
+}
+
+// datacenter returns c's datacenter called name, or nil.
+func (c *Cluster) datacenter(name string) *Datacenter {
+	for i := range c.Datacenters {
+		if c.Datacenters[i].Name == name {
+			return &c.Datacenters[i]
+		}
+	}
+	return nil
+}
+
+// sameHosts compares two imports of one region: the same hosts running the
+// same components. It returns what differs first, or "".
+func sameHosts(a, b *Datacenter) string {
+	byAddr := map[string]*Node{}
+	for _, n := range a.Nodes {
+		byAddr[n.Address] = n
+	}
+	for _, n := range b.Nodes {
+		m, ok := byAddr[n.Address]
+		switch {
+		case !ok:
+			return "host " + n.Address + " is in only one of them"
+		case !slices.Equal(m.Components, n.Components):
+			return "host " + n.Address + " runs different components"
+		}
+	}
+	if len(a.Nodes) != len(b.Nodes) {
+		return "one lists more hosts"
+	}
+	return ""
 }
 
 // nonRemoteWarnings drops the remote-region notes (recomputed after a merge).
@@ -455,6 +463,13 @@ func isYes(s string) bool {
 		return true
 	}
 	return false
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "y"
+	}
+	return "n"
 }
 
 func isNo(s string) bool {

@@ -50,8 +50,8 @@ func TestImportApigee5(t *testing.T) {
 	if im.CACertPath != "/opt/apigee/mtls/consul-agent-ca.pem" || im.CAKeyPath != "/opt/apigee/mtls/consul-agent-ca-key.pem" {
 		t.Errorf("CA paths = %q, %q", im.CACertPath, im.CAKeyPath)
 	}
-	if im.CertValidDays != 730 {
-		t.Errorf("CertValidDays = %d", im.CertValidDays)
+	if im.Cluster.Certs.Days != 730 {
+		t.Errorf("certs.days = %d", im.Cluster.Certs.Days)
 	}
 	if len(im.Warnings) != 0 {
 		t.Errorf("warnings: %q", im.Warnings)
@@ -100,42 +100,146 @@ func TestImportApigee13CustomPorts(t *testing.T) {
 	if got := a.Ports("node-198-18-0-23", "postgres"); !slices.Equal(got, []int{20303, 20304, 20305}) {
 		t.Errorf("second postgres node = %v", got)
 	}
-	if im.GossipKey != testGossipKey || im.CertValidDays != 365 {
+	if im.GossipKey != testGossipKey || im.Cluster.Certs.Days != 365 {
 		t.Error("ENCRYPT_DATA or days not captured")
 	}
 }
 
+// The two-region files are written as Apigee's documentation writes them:
+// each lists both regions' hosts, and the region lists split them. Either
+// file alone, or both, gives the same two datacenters (issue 9, item 1).
 func TestImportApigeeTwoRegions(t *testing.T) {
 	dc1 := importFile(t, "testdata/silent-dc1.conf")
 	dc2 := importFile(t, "testdata/silent-dc2.conf")
-	if len(dc1.Warnings) != 1 || !strings.Contains(dc1.Warnings[0], "remote region dc-2 (198.18.0.21) is not imported") {
-		t.Errorf("dc1 warnings = %q", dc1.Warnings)
-	}
 	merged, err := MergeImports(dc1, dc2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(merged.Warnings) != 0 {
-		t.Errorf("merged warnings = %q", merged.Warnings)
+	reversed, err := MergeImports(dc2, dc1)
+	if err != nil {
+		t.Fatal(err)
 	}
-	top := roundTrip(t, merged)
-	if !top.MultiDC() || len(top.Servers("dc-1")) != 3 || len(top.Servers("dc-2")) != 3 || len(top.Nodes) != 12 {
-		t.Fatalf("merged topology: %+v", top.Cluster.Datacenters)
-	}
-	if merged.GossipKey != testGossipKey || merged.CACertPath != "/root/mtls/consul-agent-ca.pem" {
-		t.Error("merged credentials settings lost")
+	for _, tt := range []struct {
+		name  string
+		im    *Import
+		order []string
+	}{
+		{"dc1 alone", dc1, []string{"dc-1", "dc-2"}},
+		{"dc2 alone", dc2, []string{"dc-2", "dc-1"}},
+		{"both", merged, []string{"dc-1", "dc-2"}},
+		{"both, dc2 first", reversed, []string{"dc-2", "dc-1"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if len(tt.im.Warnings) != 0 {
+				t.Errorf("warnings = %q", tt.im.Warnings)
+			}
+			top := roundTrip(t, tt.im)
+			var names []string
+			for _, dc := range top.Cluster.Datacenters {
+				names = append(names, dc.Name)
+			}
+			if !slices.Equal(names, tt.order) || len(top.Nodes) != 12 {
+				t.Fatalf("datacenters %v, %d nodes", names, len(top.Nodes))
+			}
+			for _, n := range top.Nodes {
+				want := "dc-1"
+				if strings.HasPrefix(n.Address, "198.18.0.2") {
+					want = "dc-2"
+				}
+				if n.Datacenter != want {
+					t.Errorf("node %s in %s, want %s", n.Address, n.Datacenter, want)
+				}
+			}
+			for _, dc := range []string{"dc-1", "dc-2"} {
+				var servers []string
+				for _, s := range top.Servers(dc) {
+					servers = append(servers, s.Address)
+				}
+				if len(servers) != 3 {
+					t.Errorf("%s servers = %v", dc, servers)
+				}
+			}
+			if n := top.Node("node-198-18-0-21"); n == nil || !slices.Equal(n.Components, []Component{ZooKeeper, Cassandra, OpenLDAP, ManagementServer}) {
+				t.Errorf("node 198.18.0.21 = %+v", n)
+			}
+			a, err := AssignPorts(top, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkAssignment(t, top, a)
+			if tt.im.GossipKey != testGossipKey || tt.im.CACertPath != "/root/mtls/consul-agent-ca.pem" {
+				t.Error("credentials settings lost")
+			}
+		})
 	}
 	if !slices.Equal(merged.Sources, []string{"testdata/silent-dc1.conf", "testdata/silent-dc2.conf"}) {
 		t.Errorf("sources = %q", merged.Sources)
 	}
-	a, err := AssignPorts(top, nil)
+	// The inputs are left alone.
+	if len(dc1.Cluster.Datacenters[0].Nodes) != 6 || &dc1.Cluster.Datacenters[0].Nodes[0] == &merged.Cluster.Datacenters[0].Nodes[0] {
+		t.Error("MergeImports changed its input")
+	}
+}
+
+// silentTwoRegions is a two-region file in Apigee's shape, with one server
+// per region less than the testdata (three hosts per region).
+const silentTwoRegions = `ALL_IP="198.18.0.11 198.18.0.12 198.18.0.13 198.18.0.21 198.18.0.22 198.18.0.23"
+ZK_MTLS_HOSTS="198.18.0.11 198.18.0.12 198.18.0.13 198.18.0.21 198.18.0.22 198.18.0.23"
+REGION=DC-East
+APIGEE_MTLS_MULTI_DC_ENABLE=y
+MTLS_LOCAL_REGION_IP="198.18.0.11 198.18.0.12 198.18.0.13"
+MTLS_REMOTE_REGION_1_NAME=DC-West
+MTLS_REMOTE_REGION_1_IP="198.18.0.21 198.18.0.22 198.18.0.23"
+`
+
+func TestImportApigeeRegionNames(t *testing.T) {
+	im, err := ImportApigee("r.conf", []byte(silentTwoRegions))
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkAssignment(t, top, a)
-	// The inputs are left alone.
-	if len(dc1.Cluster.Datacenters) != 1 {
-		t.Error("MergeImports changed its input")
+	top := roundTrip(t, im)
+	if got := []string{top.Cluster.Datacenters[0].Name, top.Cluster.Datacenters[1].Name}; !slices.Equal(got, []string{"dc-east", "dc-west"}) {
+		t.Errorf("datacenters = %v", got)
+	}
+}
+
+func TestImportApigeeRegionErrors(t *testing.T) {
+	tests := []struct {
+		name, old, new string
+		line           int
+		field, msg     string
+	}{
+		{"host in no region", `REMOTE_REGION_1_IP="198.18.0.21 198.18.0.22 198.18.0.23"`, `REMOTE_REGION_1_IP="198.18.0.21 198.18.0.22"`, 1, "ALL_IP", "198.18.0.23 is in no region's list: add it to MTLS_LOCAL_REGION_IP or to MTLS_REMOTE_REGION_1_IP"},
+		{"host in both regions", `REMOTE_REGION_1_IP="198.18.0.21`, `REMOTE_REGION_1_IP="198.18.0.13 198.18.0.21`, 7, "MTLS_REMOTE_REGION_1_IP", "198.18.0.13 is also in MTLS_LOCAL_REGION_IP: a host belongs to one region"},
+		{"region host not in ALL_IP", `LOCAL_REGION_IP="198.18.0.11`, `LOCAL_REGION_IP="198.18.0.99 198.18.0.11`, 5, "MTLS_LOCAL_REGION_IP", "198.18.0.99 is not in ALL_IP"},
+		{"remote without hosts", `MTLS_REMOTE_REGION_1_IP="198.18.0.21 198.18.0.22 198.18.0.23"`, `MTLS_REMOTE_REGION_1_IP=""`, 6, "MTLS_REMOTE_REGION_1_NAME", "region dc-west has no MTLS_REMOTE_REGION_1_IP: list its hosts there"},
+		{"remote name not a label", "=DC-West", "=DC_West", 6, "MTLS_REMOTE_REGION_1_NAME", "must be a DNS label"},
+		{"remote name is the local one", "=DC-West", "=dc-east", 6, "MTLS_REMOTE_REGION_1_NAME", `region "dc-east" is already named by REGION`},
+		{"region list not an IP", `LOCAL_REGION_IP="198.18.0.11`, `LOCAL_REGION_IP="east-1 198.18.0.11`, 5, "MTLS_LOCAL_REGION_IP", `"east-1" is not an IP address`},
+		{"unsplit remote inside ALL_IP", "MTLS_LOCAL_REGION_IP=", "MTLS_OTHER=", 7, "MTLS_REMOTE_REGION_1_IP", "MTLS_LOCAL_REGION_IP is not set, so ALL_IP cannot be split"},
+		{"too few servers in one region", `ZK_MTLS_HOSTS="198.18.0.11 198.18.0.12 198.18.0.13 198.18.0.21 198.18.0.22 198.18.0.23"`, `ZK_MTLS_HOSTS="198.18.0.11 198.18.0.12 198.18.0.13 198.18.0.21 198.18.0.22"`, 2, "ZK_MTLS_HOSTS", `datacenter "dc-west" has 2 Consul server(s)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := strings.Replace(silentTwoRegions, tt.old, tt.new, 1)
+			if data == silentTwoRegions {
+				t.Fatal("test case changes nothing")
+			}
+			_, err := ImportApigee("r.conf", []byte(data))
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("err = %v, want *ValidationError", err)
+			}
+			for _, p := range ve.Problems {
+				if p.Field == tt.field && strings.Contains(p.Msg, tt.msg) {
+					if p.Line != tt.line {
+						t.Errorf("line %d, want %d: %s", p.Line, tt.line, p)
+					}
+					return
+				}
+			}
+			t.Errorf("no problem %s: %q in:\n%v", tt.field, tt.msg, err)
+		})
 	}
 }
 
@@ -148,11 +252,11 @@ func TestMergeImportsErrors(t *testing.T) {
 		want   string
 		absent string
 	}{
-		{"same region twice", base, strings.ReplaceAll(base, "198.18.0.1", "198.18.0.3"), `both describe region "dc-1": give each region's file its own REGION`, ""},
+		{"regions described differently", base, strings.Replace(other, `LDAP_MTLS_HOSTS="$IP1 $IP7"`, `LDAP_MTLS_HOSTS="$IP2 $IP7"`, 1), `a.conf and b.conf describe region "dc-1" differently (host 198.18.0.11 runs different components)`, ""},
+		{"sidecars in one file only", base, other + "ENABLE_SIDECAR_PROXY=n\n", `ENABLE_SIDECAR_PROXY: a.conf sets "y" but b.conf sets "n"`, ""},
 		{"different gossip keys", base, strings.Replace(other, testGossipKey, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", 1), "ENCRYPT_DATA: a.conf and b.conf set different values", testGossipKey},
 		{"different port ranges", base, other + "SMI_PROXY_MINIMUM_EGRESS_PROXY_PORT=11700\nSMI_PROXY_MAXIMUM_EGRESS_PROXY_PORT=11799\n", `a.conf sets "10700-10799" but b.conf sets "11700-11799"`, ""},
 		{"different CA paths", base, strings.Replace(other, "/root/mtls/consul-agent-ca.pem", "/tmp/ca.pem", 1), "PATH_TO_CA_CERT", ""},
-		{"same host in both", base, strings.Replace(other, `ALL_IP="198.18.0.21`, `ALL_IP="198.18.0.11 198.18.0.21`, 1), `node name "node-198-18-0-11" is already used`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -270,7 +374,10 @@ MTLS_REMOTE_REGION_1_NAME=dc-2
 		t.Fatal(err)
 	}
 	joined := strings.Join(im.Warnings, "\n")
-	for _, want := range []string{"w.conf:5: MTLS_ENCAPSULATE_LDAP=n", "w.conf:6: ENABLE_SIDECAR_PROXY=n", "only one of PATH_TO_CA_CERT and PATH_TO_CA_KEY", "APIGEE_MTLS_MULTI_DC_ENABLE is not y", "remote region dc-2"} {
+	if im.Cluster.Mesh.Enabled {
+		t.Error("ENABLE_SIDECAR_PROXY=n left the mesh on")
+	}
+	for _, want := range []string{"w.conf:5: MTLS_ENCAPSULATE_LDAP=n", "only one of PATH_TO_CA_CERT and PATH_TO_CA_KEY", "APIGEE_MTLS_MULTI_DC_ENABLE is not y", "remote region dc-2"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("warnings lack %q:\n%s", want, joined)
 		}
@@ -280,7 +387,7 @@ MTLS_REMOTE_REGION_1_NAME=dc-2
 	if n := top.Node("node-198-18-0-14"); n == nil || len(n.Components) != 0 {
 		t.Errorf("extra host = %+v", n)
 	}
-	if im.GossipKey != "" || im.CertValidDays != 0 {
+	if im.GossipKey != "" || im.Cluster.Certs.Days != 0 {
 		t.Error("absent settings not zero")
 	}
 }

@@ -29,6 +29,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(baseYAML))
 	f.Add([]byte(baseYAML + "mesh:\n  proxy_user: consul\n  allow:\n    - {from: router, to: qpid}\n"))
 	f.Add([]byte(strings.Replace(baseYAML, "postgres: 10300-10399", "egress: 10700-10700\n  openldap: 10200-10200", 1) + "mesh: {enabled: false}\n"))
+	f.Add([]byte(baseYAML + "certs:\n  days: 90\n"))
+	f.Add([]byte(strings.Replace(baseYAML, "postgres: 10300-10399", "router: 8080-8180\n  openldap: 10389-10389", 1)))
 	for _, g := range validationGaps { // issue 8, item 7
 		f.Add([]byte(g.doc))
 	}
@@ -103,6 +105,11 @@ func checkAccepted(t *testing.T, top *Topology) {
 func FuzzImportApigee(f *testing.F) {
 	addFileSeeds(f, "testdata/*.conf")
 	f.Add([]byte(silentBase))
+	// Issue 9: region splits, sidecars off, certificate days.
+	f.Add([]byte(silentTwoRegions))
+	f.Add([]byte(silentTwoRegions + "ENABLE_SIDECAR_PROXY=n\nAPIGEE_MTLS_NUM_DAYS_CERT_VALID_FOR=90\n"))
+	f.Add([]byte(strings.Replace(silentTwoRegions, "MTLS_LOCAL_REGION_IP=", "UNUSED=", 1)))
+	f.Add([]byte(silentBase + "SMI_PROXY_MINIMUM_ROUTER_PROXY_PORT=8080\nSMI_PROXY_MAXIMUM_ROUTER_PROXY_PORT=8180\n"))
 	for _, seed := range silentBadSeeds { // issue 8, items 6 and 7
 		f.Add([]byte(seed))
 	}

@@ -84,6 +84,11 @@ func Marshal(c *Cluster) ([]byte, error) {
 		addInt(b, "keep", c.Backups.Keep)
 		add(root, "backups", b)
 	}
+	if c.Certs.Days != 0 {
+		b := mapping()
+		addInt(b, "days", c.Certs.Days)
+		add(root, "certs", b)
+	}
 	if mesh := marshalMesh(c); len(mesh.Content) > 0 {
 		add(root, "mesh", mesh)
 	}

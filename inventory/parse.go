@@ -261,7 +261,7 @@ func (d *decoder) boolean(n *yaml.Node, path string) bool {
 }
 
 func (d *decoder) cluster(root *yaml.Node, c *Cluster) {
-	f := d.fields(root, "", "cluster", "consul", "ssh", "ports", "node_state_dir", "backups", "mesh", "acl", "datacenters")
+	f := d.fields(root, "", "cluster", "consul", "ssh", "ports", "node_state_dir", "backups", "certs", "mesh", "acl", "datacenters")
 	c.Mesh.Enabled = true // the mesh is on unless the file turns it off
 	c.ACL.Enabled = true  // so are ACLs
 	if f == nil {
@@ -280,6 +280,9 @@ func (d *decoder) cluster(root *yaml.Node, c *Cluster) {
 	}
 	if n, ok := f["backups"]; ok {
 		d.backups(n, &c.Backups)
+	}
+	if n, ok := f["certs"]; ok {
+		d.certs(n, &c.Certs)
 	}
 	if n, ok := f["mesh"]; ok {
 		d.mesh(n, &c.Mesh)
@@ -340,6 +343,23 @@ func (d *decoder) backups(n *yaml.Node, b *Backups) {
 		return
 	}
 	b.Keep = k
+}
+
+// certs decodes the certs block. days must be a whole number of days from 1
+// to MaxCertDays.
+func (d *decoder) certs(n *yaml.Node, c *Certs) {
+	f := d.fields(n, "certs", "days")
+	r := d.resolve(f["days"])
+	if r == nil {
+		return
+	}
+	s := d.str(r, "certs.days")
+	days, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || days < 1 || days > MaxCertDays {
+		d.ps.addLine(r.Line, "certs.days", "days %q is not a whole number of days from 1 to %d: give the validity of new node certificates (or remove the key for generate's default, 365)", s, MaxCertDays)
+		return
+	}
+	c.Days = days
 }
 
 // mesh decodes the mesh block. A missing enabled key leaves the mesh on.

@@ -12,7 +12,8 @@ import (
 // A range of exactly PortsPerNode(key) ports is shared: every member node
 // gets all of its ports, in order (Apigee advises min = max for egress and
 // openldap). Any other range is linear: its ports are unique across the whole
-// cluster (all datacenters), and the assignment is stable against prev (the
+// cluster (all datacenters), never a component's own port (ServicePorts),
+// and the assignment is stable against prev (the
 // assignment recorded last time, may be nil): a node keeps its ports for a
 // component while they are still inside the (possibly changed) range, still
 // the right count and not claimed twice. Other nodes get the lowest free
@@ -72,7 +73,7 @@ func AssignPorts(t *Topology, prev *Assignment) (*Assignment, error) {
 		for i, n := range pending {
 			ports := make([]int, 0, per)
 			for ; len(ports) < per && next <= r.Max; next++ {
-				if !used[next] {
+				if !used[next] && !isServicePort(next) {
 					used[next] = true
 					ports = append(ports, next)
 				}
@@ -120,7 +121,7 @@ func keepable(old []int, per int, r PortRange, used map[int]bool) bool {
 	}
 	seen := map[int]bool{}
 	for _, p := range old {
-		if !r.Contains(p) || used[p] || seen[p] {
+		if !r.Contains(p) || used[p] || seen[p] || isServicePort(p) {
 			return false
 		}
 		seen[p] = true

@@ -62,6 +62,8 @@ type Cluster struct {
 	NodeStateDir string `json:"node_state_dir"`
 	// Backups says how many backups of replaced files each node keeps.
 	Backups Backups `json:"backups"`
+	// Certs holds the node certificates' settings.
+	Certs Certs `json:"certs"`
 	// Mesh configures the Consul Connect service mesh (proxies, transparent
 	// egress, intentions, firewall). On by default.
 	Mesh Mesh `json:"mesh"`
@@ -108,6 +110,17 @@ type Backups struct {
 	// replaced private keys and gossip keys, so fewer is safer.
 	Keep int `json:"keep"`
 }
+
+// Certs is the cluster file's `certs:` block.
+type Certs struct {
+	// Days is the validity of new node certificates, which generate uses
+	// unless --cert-days is given (0 = unset: the flag's default, 365).
+	// An Apigee import takes it from APIGEE_MTLS_NUM_DAYS_CERT_VALID_FOR.
+	Days int `json:"days,omitempty"`
+}
+
+// MaxCertDays bounds certs.days (and an imported validity): 100 years.
+const MaxCertDays = 36500
 
 // Mesh is the cluster file's `mesh:` block.
 type Mesh struct {

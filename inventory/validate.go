@@ -65,6 +65,9 @@ func validate(c *Cluster, ps *problems) (*Topology, error) {
 		ps.add("backups.keep", "keep %d is not a whole number from 1: give how many backup generations each node keeps (default %d)", c.Backups.Keep, DefaultBackupsKeep)
 	}
 
+	if c.Certs.Days < 0 || c.Certs.Days > MaxCertDays {
+		ps.add("certs.days", "days %d is not a whole number of days from 1 to %d: give the validity of new node certificates", c.Certs.Days, MaxCertDays)
+	}
 	if len(c.Datacenters) == 0 {
 		ps.add("datacenters", "no datacenters: add at least one with its nodes")
 	}
@@ -571,11 +574,17 @@ func validatePorts(c *Cluster, t *Topology, ps *problems) {
 			ps.add(field, "%s range %s%s is outside 1024-65535: pick unprivileged ports", k, r, where)
 			continue
 		}
+		consul := false
 		for _, cp := range ConsulPorts {
 			if r.Contains(cp) {
 				ps.add(field, "%s range %s%s includes Consul's port %d: move it (Consul uses %s)", k, r, where, cp, joinInts(ConsulPorts))
+				consul = true
 				break
 			}
+		}
+		if hits := collidingPorts(k, r); !consul && len(hits) > 0 {
+			ps.add(field, "%s range %s%s includes Apigee service port(s) %s: a proxy must not take a component's own port; move the range, %s",
+				k, r, where, describeServicePorts(hits), freeRange(c, k, r))
 		}
 		if shared(k, r) {
 			continue // every node uses the same ports
@@ -587,9 +596,9 @@ func validatePorts(c *Cluster, t *Topology, ps *problems) {
 				need += per
 			}
 		}
-		if need > r.Size() {
+		if size := r.Size() - len(servicePortsIn(r)); need > size {
 			ps.add(field, "%s range %s%s has %d ports but its nodes need %d (%d per node): widen it, e.g. %s: %d-%d, or %s",
-				k, r, where, r.Size(), need, per, k, r.Min, suggestMax(r.Min, need), shareAdvice(k, r.Min))
+				k, r, where, size, need, per, k, r.Min, suggestMax(r.Min, need), shareAdvice(k, r.Min))
 		}
 	}
 	for i, a := range keys {
@@ -643,7 +652,7 @@ func sharedNote(a string, ra PortRange, b string, rb PortRange) string {
 }
 
 // freeRange proposes r.Size() ports for key that overlap no other range of c
-// and no Consul port: from the start of key's default range upwards, else
+// and no service port (ServicePorts, Consul's included): from the start of key's default range upwards, else
 // from r's start, else from 10000.
 func freeRange(c *Cluster, key string, r PortRange) string {
 	for _, from := range []int{defaultRanges[key].Min, max(r.Min, 1024), 10000} {
@@ -655,10 +664,8 @@ func freeRange(c *Cluster, key string, r PortRange) string {
 					next = max(next, o.Max+1)
 				}
 			}
-			for _, cp := range ConsulPorts {
-				if try.Contains(cp) {
-					next = max(next, cp+1)
-				}
+			for _, sp := range servicePortsIn(try) {
+				next = max(next, sp.Port+1)
 			}
 			if next == 0 {
 				return fmt.Sprintf("e.g. %s: %s", key, try)

@@ -2,6 +2,7 @@ package app
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"github.com/mtlsctl/mtlsctl/internal/atomicfile"
@@ -141,9 +142,6 @@ func ImportApigee(c Common, o ImportOptions) error {
 		fmt.Fprintf(c.stderr(), "warning: %s\n", w)
 	}
 	c.printf("wrote %s (%d nodes)\n", out, countNodes(im.Cluster))
-	if im.CertValidDays > 0 {
-		c.printf("note: the silent config asks for %d-day certificates: run `mtlsctl generate --cert-days %d`\n", im.CertValidDays, im.CertValidDays)
-	}
 	return nil
 }
 
@@ -160,7 +158,7 @@ type GenerateOptions struct {
 	CAKeyType       string
 	KeyType         string
 	CADays          int
-	CertDays        int
+	CertDays        int // 0: the cluster file's certs.days, else 365
 	RenewBefore     time.Duration
 	NameConstraints bool
 	ForceUnlock     bool // clear a state lock left by a dead run
@@ -223,7 +221,7 @@ func Generate(c Common, o GenerateOptions) error {
 			NameConstraints: o.NameConstraints,
 		},
 		Leaf:        ca.IssueOptions{KeyType: o.KeyType},
-		LeafDays:    o.CertDays,
+		LeafDays:    cmp.Or(o.CertDays, t.Cluster.Certs.Days),
 		RenewBefore: o.RenewBefore,
 		Ports:       ports,
 	})
