@@ -14,7 +14,9 @@ import (
 
 func TestJudgePorts(t *testing.T) {
 	want := []listenPort{{8500, "Consul"}, {10001, "zookeeper proxy"}}
-	ss := func(lines ...string) preflightFacts { return parsePreflight("SS " + strings.Join(lines, "\nSS ") + "\n") }
+	ss := func(lines ...string) preflightFacts {
+		return parsePreflight("SS " + strings.Join(lines, "\nSS ") + "\n")
+	}
 	for _, tc := range []struct {
 		name   string
 		facts  preflightFacts
