@@ -77,6 +77,7 @@ func NewApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			applyCommand(),
 			statusCommand(),
 			verifyCommand(),
+			preflightCommand(),
 			uninstallCommand(),
 			certsCommand(),
 			rotateCommand(),

@@ -189,15 +189,17 @@ func applyCommand() *cli.Command {
 		Flags: append(sshFlags(),
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
 			forceUnlockFlag(),
+			&cli.BoolFlag{Name: "skip-preflight", Usage: "do not check free ports and clock skew on the nodes before starting"},
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {
 				return app.Usagef("apply takes at most one argument, a saved plan file; got %d", c.NArg())
 			}
 			return app.Apply(c.Context, common(c), distOptions(c), app.ApplyOptions{
-				Yes:         c.Bool("yes"),
-				ForceUnlock: forceUnlock(c),
-				PlanFile:    c.Args().First(),
+				Yes:           c.Bool("yes"),
+				ForceUnlock:   forceUnlock(c),
+				PlanFile:      c.Args().First(),
+				SkipPreflight: c.Bool("skip-preflight"),
 			})
 		},
 	}

@@ -50,6 +50,9 @@ type ApplyOptions struct {
 	// PlanFile applies a plan saved by `plan -out FILE`, exactly, without
 	// asking: refused when the bundles or any node changed since.
 	PlanFile string
+	// SkipPreflight leaves out the free-port and clock-skew checks apply
+	// runs before it changes anything.
+	SkipPreflight bool
 }
 
 // PlanOptions are the options of `plan`.
@@ -398,6 +401,11 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 	}
 	if err := r.refuseACLTurnOn(ctx); err != nil {
 		return err
+	}
+	if !a.SkipPreflight {
+		if err := r.preflightCheap(ctx, c); err != nil {
+			return err
+		}
 	}
 	if plan == nil {
 		stop := c.startProgress(r, d)
