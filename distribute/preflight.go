@@ -67,6 +67,8 @@ type Check struct {
 	// Reason says what was found; Fix what to do about a warn or fail.
 	Reason string `json:"reason"`
 	Fix    string `json:"fix,omitempty"`
+	// Unreachable: the node could not be reached, so nothing was checked.
+	Unreachable bool `json:"unreachable,omitempty"`
 }
 
 // PreflightResult is every check of every node, in node then check order.
@@ -178,7 +180,7 @@ func (s *Session) Preflight(ctx context.Context, nodes []*inventory.Node, o Pref
 	for _, n := range nodes {
 		if err := errs[n.Name]; err != nil {
 			for _, ch := range checks {
-				byNode[n.Name] = append(byNode[n.Name], Check{Node: n.Name, Check: ch, Verdict: Fail,
+				byNode[n.Name] = append(byNode[n.Name], Check{Node: n.Name, Check: ch, Verdict: Fail, Unreachable: true,
 					Reason: "cannot check the node: " + err.Error(), Fix: "make the node reachable over SSH (see `mtlsctl status`)"})
 			}
 			continue

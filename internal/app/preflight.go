@@ -84,14 +84,16 @@ func (r *remote) preflightCheap(ctx context.Context, c Common) error {
 	if err != nil {
 		return err
 	}
-	if !res.Failed() {
-		return nil
-	}
+	// A node that cannot be reached is left to the plan, which names the
+	// connection error once and refuses to apply.
 	failed := &distribute.PreflightResult{}
 	for _, ch := range res.Checks {
-		if ch.Verdict != distribute.Pass {
+		if ch.Verdict == distribute.Fail && !ch.Unreachable {
 			failed.Checks = append(failed.Checks, ch)
 		}
+	}
+	if len(failed.Checks) == 0 {
+		return nil
 	}
 	writePreflight(c.stderr(), failed)
 	return fmt.Errorf("%w: apply changed nothing; fix the checks above, or pass --skip-preflight", ErrPreflight)
