@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/mtlsctl/mtlsctl/ca"
 	"github.com/mtlsctl/mtlsctl/consulcfg"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
@@ -46,15 +45,9 @@ func edgePaths(c Common, cat *consulcfg.Catalog) error {
 		cat.PathsNote = fmt.Sprintf("the mesh is disabled in %s (mesh: {enabled: false}): no mtlsctl proxy carries these connections", c.Inventory)
 		return nil
 	}
-	var prev *inventory.Assignment
-	if fileExists(c.State) {
-		st, err := ca.Open(c.State, ca.OpenOptions{})
-		if err != nil {
-			return err
-		}
-		if prev, err = st.Ports(); err != nil {
-			return err
-		}
+	_, prev, err := recordedPorts(c)
+	if err != nil {
+		return err
 	}
 	if prev == nil {
 		cat.PathsNote = fmt.Sprintf("no port assignment recorded in %s yet: run `mtlsctl generate` to assign the proxy ports, then this lists which ones carry each connection", c.State)

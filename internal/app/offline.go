@@ -405,6 +405,23 @@ func Render(c Common, dir string) error {
 	return nil
 }
 
+// recordedPorts opens the state directory when there is one and returns it
+// with the port assignment it records (nil, nil before the first generate).
+func recordedPorts(c Common) (*ca.State, *inventory.Assignment, error) {
+	if !fileExists(c.State) {
+		return nil, nil, nil
+	}
+	st, err := ca.Open(c.State, ca.OpenOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	prev, err := st.Ports()
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, prev, nil
+}
+
 // Ports prints the port assignment: table, json or apigee-report. Before the
 // first generate it shows what generate would record.
 func Ports(c Common, format string) error {
@@ -412,15 +429,9 @@ func Ports(c Common, format string) error {
 	if err != nil {
 		return err
 	}
-	var prev *inventory.Assignment
-	if fileExists(c.State) {
-		st, err := ca.Open(c.State, ca.OpenOptions{})
-		if err != nil {
-			return err
-		}
-		if prev, err = st.Ports(); err != nil {
-			return err
-		}
+	_, prev, err := recordedPorts(c)
+	if err != nil {
+		return err
 	}
 	a, err := inventory.AssignPorts(t, prev)
 	if err != nil {

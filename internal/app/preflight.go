@@ -7,7 +7,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/mtlsctl/mtlsctl/ca"
 	"github.com/mtlsctl/mtlsctl/distribute"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
@@ -35,15 +34,9 @@ func Preflight(ctx context.Context, c Common, d DistOptions, po PreflightOptions
 	if err != nil {
 		return err
 	}
-	var st *ca.State
-	var prev *inventory.Assignment
-	if fileExists(c.State) {
-		if st, err = ca.Open(c.State, ca.OpenOptions{}); err != nil {
-			return err
-		}
-		if prev, err = st.Ports(); err != nil {
-			return err
-		}
+	st, prev, err := recordedPorts(c)
+	if err != nil {
+		return err
 	}
 	ports, err := inventory.AssignPorts(t, prev)
 	if err != nil {
