@@ -50,7 +50,7 @@ func NodeServices(t *inventory.Topology, a *inventory.Assignment) (map[string][]
 	out := make(map[string][]ServiceRef, len(t.Nodes))
 	var errs []error
 	for _, n := range t.Nodes {
-		lis, err := nodeListeners(n, a, t.Cluster.Mesh.Enabled)
+		lis, err := nodeListeners(t.Cluster, n, a, t.Cluster.Mesh.Enabled)
 		if err != nil {
 			errs = append(errs, &NodeError{Node: n.Name, Err: err})
 			continue

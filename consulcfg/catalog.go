@@ -167,7 +167,7 @@ func EdgePaths(t *inventory.Topology, a *inventory.Assignment) []MeshPath {
 					continue
 				}
 				proxies := a.Ports(dst.Name, string(r.to))
-				for i, l := range meshListeners[r.to] {
+				for i, l := range meshedListeners(t.Cluster, r.to) {
 					p := MeshPath{
 						Source: string(r.from), SourceNode: src.Name,
 						Destination: string(r.to), DestinationNode: dst.Name,

@@ -84,7 +84,7 @@ func Intentions(t *inventory.Topology, a *inventory.Assignment) ([]Intention, er
 	nodes := make([]node, 0, len(t.Nodes))
 	var errs []error
 	for _, n := range t.Nodes {
-		lis, err := nodeListeners(n, a, true)
+		lis, err := nodeListeners(t.Cluster, n, a, true)
 		if err != nil {
 			errs = append(errs, &NodeError{Node: n.Name, Err: err})
 			continue

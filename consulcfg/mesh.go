@@ -167,10 +167,20 @@ func ingressServiceName(c inventory.Component, target int, dashed string) string
 // the identity its upstream connections carry (intentions name it).
 func egressServiceName(dashed string) string { return inventory.Egress + "-" + dashed }
 
+// meshedListeners is meshListeners[c] for a cluster: none for OpenLDAP
+// when the cluster file leaves it outside the mesh (encapsulate_ldap:
+// false).
+func meshedListeners(cl *inventory.Cluster, c inventory.Component) []meshListener {
+	if c == inventory.OpenLDAP && cl != nil && cl.Mesh.LDAPOutside {
+		return nil
+	}
+	return meshListeners[c]
+}
+
 // meshListenerSpecs returns the mesh listeners of c on the node whose
 // dashed address is given.
-func meshListenerSpecs(c inventory.Component, dashed string) []listenerSpec {
-	ms := meshListeners[c]
+func meshListenerSpecs(cl *inventory.Cluster, c inventory.Component, dashed string) []listenerSpec {
+	ms := meshedListeners(cl, c)
 	if len(ms) == 0 {
 		return nil
 	}
@@ -282,7 +292,7 @@ func newMeshTopology(t *inventory.Topology) *meshTopology {
 			if !n.Has(c) {
 				continue
 			}
-			for _, l := range meshListeners[c] {
+			for _, l := range meshedListeners(t.Cluster, c) {
 				m.endpoints = append(m.endpoints, endpoint{node: n, addr: a, component: c, target: l.Target, service: ingressServiceName(c, l.Target, dashed)})
 			}
 		}

@@ -702,3 +702,63 @@ func TestMeshModes(t *testing.T) {
 		}
 	}
 }
+
+// TestLDAPOutsideMesh: encapsulate_ldap: false (Apigee's
+// MTLS_ENCAPSULATE_LDAP=n) leaves OpenLDAP outside the mesh: no ingress
+// service or proxy for it, no intention to it, no nat rule towards its
+// port, no loopback-only rule for it; the rest of the mesh is unchanged.
+func TestLDAPOutsideMesh(t *testing.T) {
+	// Two datacenters: each has a Management Server and an OpenLDAP, so
+	// intentions to LDAP cross nodes.
+	on := twoDCMesh(t)
+	off := twoDCMesh(t)
+	off.Topology.Cluster.Mesh.LDAPOutside = true
+	bOn, err := Render(on)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bOff, err := Render(off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mentions := func(bs []Bundle) (n int) {
+		for _, b := range bs {
+			for _, f := range b.Files {
+				if strings.Contains(f.Path, "ldap-10389") || strings.Contains(string(f.Content), "ldap-10389") || strings.Contains(string(f.Content), "--dport 10389") {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	if mentions(bOn) == 0 {
+		t.Fatal("test bug: the meshed LDAP renders nothing about ldap-10389")
+	}
+	if n := mentions(bOff); n != 0 {
+		t.Errorf("with LDAP outside the mesh, %d files still mention ldap-10389 or port 10389", n)
+	}
+	iOn, _ := Intentions(on.Topology, on.Ports)
+	iOff, err := Intentions(off.Topology, off.Ports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ldapAllows := 0
+	for _, i := range iOn {
+		if strings.HasPrefix(i.Destination, "ldap-") {
+			ldapAllows++
+		}
+	}
+	if ldapAllows == 0 || len(iOff) != len(iOn)-ldapAllows {
+		t.Errorf("intentions: %d with LDAP meshed (%d to LDAP), %d without", len(iOn), ldapAllows, len(iOff))
+	}
+	for _, i := range iOff {
+		if strings.HasPrefix(i.Destination, "ldap-") {
+			t.Errorf("intention to LDAP left: %s -> %s", i.Source, i.Destination)
+		}
+	}
+	for i := range bOff {
+		if bOff[i].Mesh == nil || len(bOff[i].Mesh.Proxies) == 0 {
+			t.Errorf("%s: no proxies at all", bOff[i].Node)
+		}
+	}
+}

@@ -128,7 +128,7 @@ func (c *cluster) renderNode(in Input, n *inventory.Node) (Bundle, error) {
 	if err := checkLeaf(leaf); err != nil {
 		return Bundle{}, nodeErr(err)
 	}
-	lis, err := nodeListeners(n, in.Ports, c.meshOn)
+	lis, err := nodeListeners(c.top.Cluster, n, in.Ports, c.meshOn)
 	if err != nil {
 		return Bundle{}, nodeErr(err)
 	}

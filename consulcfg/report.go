@@ -54,7 +54,7 @@ func PortReport(t *inventory.Topology, a *inventory.Assignment) Report {
 		mt = newMeshTopology(t)
 	}
 	for _, n := range t.Nodes {
-		lis, _ := nodeListeners(n, a, mesh) // what is assigned; Render reports what is missing
+		lis, _ := nodeListeners(t.Cluster, n, a, mesh) // what is assigned; Render reports what is missing
 		var ups []upstream
 		if mesh && len(lis) > 0 {
 			ups, _ = mt.upstreams(n)

@@ -100,7 +100,7 @@ type proxyListener struct {
 // listeners that are assigned come back too: the port report shows them).
 // With the mesh on the listeners follow meshListeners and are named after
 // the node's address, which must then be an IPv4 literal.
-func nodeListeners(n *inventory.Node, a *inventory.Assignment, mesh bool) ([]proxyListener, error) {
+func nodeListeners(cl *inventory.Cluster, n *inventory.Node, a *inventory.Assignment, mesh bool) ([]proxyListener, error) {
 	var out []proxyListener
 	var errs []error
 	taken := map[int]string{}
@@ -118,7 +118,7 @@ func nodeListeners(n *inventory.Node, a *inventory.Assignment, mesh bool) ([]pro
 	for _, comp := range inventory.Components {
 		var specs []listenerSpec
 		if mesh {
-			specs = meshListenerSpecs(comp, dashed)
+			specs = meshListenerSpecs(cl, comp, dashed)
 		} else {
 			specs = legacyListeners[comp]
 		}

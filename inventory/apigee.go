@@ -235,7 +235,8 @@ func ImportApigee(name string, data []byte) (*Import, error) {
 
 	// Mesh settings.
 	if v, ok := get("MTLS_ENCAPSULATE_LDAP"); ok && isNo(v.value) {
-		im.Warnings = append(im.Warnings, fmt.Sprintf("%s:%d: MTLS_ENCAPSULATE_LDAP=%s: mtlsctl secures openldap like any component; remove openldap from the nodes' components to keep LDAP outside the mesh", name, v.line, v.value))
+		// LDAP stays outside the mesh: mesh.encapsulate_ldap false.
+		c.Mesh.LDAPOutside = true
 	}
 	if v, ok := get("ENABLE_SIDECAR_PROXY"); ok && isNo(v.value) {
 		// No sidecar proxies is mtlsctl's mesh switched off: Consul
@@ -338,7 +339,7 @@ func MergeImports(imports ...*Import) (*Import, error) {
 			}
 		}
 	}
-	var days, mesh string
+	var days, mesh, ldap string
 	for _, im := range imports {
 		if im == nil || im.Cluster == nil {
 			continue
@@ -354,6 +355,7 @@ func MergeImports(imports ...*Import) (*Import, error) {
 			agree("APIGEE_MTLS_NUM_DAYS_CERT_VALID_FOR", &days, strconv.Itoa(im.Cluster.Certs.Days), src, false)
 		}
 		agree("ENABLE_SIDECAR_PROXY", &mesh, yesNo(im.Cluster.Mesh.Enabled), src, false)
+		agree("MTLS_ENCAPSULATE_LDAP", &ldap, yesNo(!im.Cluster.Mesh.LDAPOutside), src, false)
 		for _, pn := range apigeePortNames {
 			r, ok := im.Cluster.Ports[pn.key]
 			if !ok {
@@ -390,6 +392,7 @@ func MergeImports(imports ...*Import) (*Import, error) {
 	}
 	out.Cluster.Certs.Days, _ = strconv.Atoi(days)
 	out.Cluster.Mesh.Enabled = mesh != "n"
+	out.Cluster.Mesh.LDAPOutside = ldap == "n"
 	ps.file = strings.Join(out.Sources, ", ")
 	if err := ps.err(); err != nil {
 		return nil, err

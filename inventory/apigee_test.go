@@ -377,7 +377,13 @@ MTLS_REMOTE_REGION_1_NAME=dc-2
 	if im.Cluster.Mesh.Enabled {
 		t.Error("ENABLE_SIDECAR_PROXY=n left the mesh on")
 	}
-	for _, want := range []string{"w.conf:5: MTLS_ENCAPSULATE_LDAP=n", "only one of PATH_TO_CA_CERT and PATH_TO_CA_KEY", "APIGEE_MTLS_MULTI_DC_ENABLE is not y", "remote region dc-2"} {
+	if !im.Cluster.Mesh.LDAPOutside {
+		t.Error("MTLS_ENCAPSULATE_LDAP=n left LDAP in the mesh")
+	}
+	if y, err := Marshal(im.Cluster); err != nil || !strings.Contains(string(y), "encapsulate_ldap: false") {
+		t.Errorf("the cluster file does not say encapsulate_ldap: false (%v):\n%s", err, y)
+	}
+	for _, want := range []string{"only one of PATH_TO_CA_CERT and PATH_TO_CA_KEY", "APIGEE_MTLS_MULTI_DC_ENABLE is not y", "remote region dc-2"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("warnings lack %q:\n%s", want, joined)
 		}

@@ -156,6 +156,9 @@ func marshalMesh(c *Cluster) *yaml.Node {
 	if !m.Enabled {
 		add(out, "enabled", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "false"})
 	}
+	if m.LDAPOutside {
+		add(out, "encapsulate_ldap", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "false"})
+	}
 	for _, kv := range []struct{ key, val, def string }{
 		{"unit_dir", m.UnitDir, DefaultUnitDir},
 		{"consul_binary", m.ConsulBinary, DefaultConsulBinary},

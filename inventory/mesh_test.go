@@ -94,7 +94,7 @@ func TestParseMeshErrors(t *testing.T) {
 		field    string // the problem is on the line holding "# here"
 		msg      string
 	}{
-		{"unknown key", "", "", "mesh:\n  enable: false # here\n", "mesh.enable", `unknown key "enable" (did you mean "enabled"?); valid keys here: enabled, unit_dir, consul_binary, proxy_user, allow`},
+		{"unknown key", "", "", "mesh:\n  enable: false # here\n", "mesh.enable", `unknown key "enable" (did you mean "enabled"?); valid keys here: enabled, unit_dir, consul_binary, proxy_user, encapsulate_ldap, allow`},
 		{"key given twice", "", "", "mesh:\n  enabled: true\n  enabled: false # here\n", "mesh.enabled", `key "enabled" given twice`},
 		{"not a mapping", "", "", "mesh: on # here\n", "mesh", `must be a mapping of keys, found "on"`},
 		{"enabled not a bool", "", "", "mesh:\n  enabled: maybe # here\n", "mesh.enabled", `must be true or false, found "maybe"`},

@@ -364,7 +364,10 @@ func (d *decoder) certs(n *yaml.Node, c *Certs) {
 
 // mesh decodes the mesh block. A missing enabled key leaves the mesh on.
 func (d *decoder) mesh(n *yaml.Node, m *Mesh) {
-	f := d.fields(n, "mesh", "enabled", "unit_dir", "consul_binary", "proxy_user", "allow")
+	f := d.fields(n, "mesh", "enabled", "unit_dir", "consul_binary", "proxy_user", "encapsulate_ldap", "allow")
+	if v, ok := f["encapsulate_ldap"]; ok {
+		m.LDAPOutside = !d.boolean(v, "mesh.encapsulate_ldap")
+	}
 	if v, ok := f["enabled"]; ok {
 		if r := d.resolve(v); r != nil && r.Kind == yaml.ScalarNode && r.Tag == "!!null" {
 			d.ps.addLine(r.Line, "mesh.enabled", "must be true or false, found nothing: write true, or false to keep Consul only (or remove the key: the mesh is on by default)")

@@ -135,6 +135,10 @@ type Mesh struct {
 	ConsulBinary string `json:"consul_binary"`
 	// ProxyUser runs the proxies (default: consul.user, else "nobody").
 	ProxyUser string `json:"proxy_user"`
+	// LDAPOutside leaves OpenLDAP outside the mesh (`encapsulate_ldap:
+	// false`, Apigee's MTLS_ENCAPSULATE_LDAP=n): no proxy, intention, nat
+	// or loopback-only rule for its port; its clients reach it directly.
+	LDAPOutside bool `json:"ldap_outside,omitempty"`
 	// Allow adds allow rules to Apigee's connection table.
 	Allow []AllowRule `json:"allow,omitempty"`
 }
