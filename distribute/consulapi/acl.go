@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"sort"
@@ -146,37 +147,49 @@ func (c *Cluster) ensureACL(ctx context.Context) error {
 	return nil
 }
 
-// restartSecondaries restarts the servers of every secondary datacenter,
-// all of a datacenter at once, and waits (at most a minute) for its
-// leader. Their leader asks the primary to sign its Connect CA with the
-// replication token; asked before the token existed, it retries with a
-// backoff that doubles up to minutes, and a new leader asks at once. This
+// restartSecondaries restarts the leader of every secondary datacenter
+// and waits (at most a minute) for the next one. The leader asks the
+// primary to sign its datacenter's Connect CA with the replication token;
+// asked before the token existed, it retries with a backoff that doubles
+// up to minutes, and a new leader asks at once. One restart, one election:
+// restarting every server of the datacenter at once raced two leaders'
+// CA setups in one run (an intermediate whose key did not match). This
 // runs when the replication token is made: at the first apply of a
 // cluster with two datacenters, or when a datacenter is added, before any
 // proxy of theirs starts.
 func (c *Cluster) restartSecondaries(ctx context.Context) {
+	leaderOf := func(ctx context.Context, servers []*inventory.Node) string {
+		for _, n := range servers {
+			leader := ""
+			if err := c.query(ctx, n.Name, func(cl *api.Client, q *api.QueryOptions) error {
+				var err error
+				leader, err = cl.Status().LeaderWithQueryOptions(q)
+				return err
+			}); err == nil && leader != "" {
+				return leader
+			}
+		}
+		return ""
+	}
 	for _, dc := range c.topo.Cluster.Datacenters[1:] {
 		servers := c.topo.Servers(dc.Name)
-		c.p.ForEach(ctx, servers, 0, func(ctx context.Context, n *inventory.Node) error {
-			if err := c.Restart(ctx, n.Name); err != nil {
-				c.p.Report(n.Name, "acl", "restart for the replication token failed", err)
+		old := leaderOf(ctx, servers)
+		var target *inventory.Node
+		for _, n := range servers {
+			if host, _, err := net.SplitHostPort(old); err == nil && host == n.Address {
+				target = n
 			}
-			return nil
-		})
+		}
+		if target == nil {
+			continue // no leader yet: the first one will ask with the token
+		}
+		if err := c.Restart(ctx, target.Name); err != nil {
+			c.p.Report(target.Name, "acl", "restart for the replication token failed", err)
+			continue
+		}
 		wctx, cancel := context.WithTimeout(ctx, time.Minute)
 		for wctx.Err() == nil {
-			leader := ""
-			for _, n := range servers {
-				_ = c.query(wctx, n.Name, func(cl *api.Client, q *api.QueryOptions) error {
-					var err error
-					leader, err = cl.Status().LeaderWithQueryOptions(q)
-					return err
-				})
-				if leader != "" {
-					break
-				}
-			}
-			if leader != "" {
+			if l := leaderOf(wctx, servers); l != "" {
 				break
 			}
 			time.Sleep(pollInterval)
