@@ -205,6 +205,9 @@ type healthOpts struct {
 	keyring bool
 	certs   bool
 	dcs     map[string]bool // nil: all
+	// acl lists the tokens for the report (Health only: the wait loops
+	// do not need it on every poll).
+	acl bool
 }
 
 // Health asks, per datacenter, one agent (servers first) for the leader,
@@ -214,7 +217,7 @@ type healthOpts struct {
 // node or a datacenter are recorded in the report; the error is non-nil
 // only when no agent at all could be asked or ctx ended.
 func (c *Cluster) Health(ctx context.Context) (*Health, error) {
-	return c.health(ctx, healthOpts{keyring: true, certs: true})
+	return c.health(ctx, healthOpts{keyring: true, certs: true, acl: true})
 }
 
 func (c *Cluster) health(ctx context.Context, o healthOpts) (*Health, error) {
@@ -263,6 +266,8 @@ func (c *Cluster) health(ctx context.Context, o healthOpts) (*Health, error) {
 	}
 	if o.keyring {
 		c.keyring(ctx, h)
+	}
+	if o.acl {
 		c.mu.Lock()
 		on := c.acl.Enabled
 		c.mu.Unlock()
