@@ -6,8 +6,9 @@
 # being refused; the rule goes once the new proxy has LISTENERS listeners
 # on PORT, or after 10 s, and on any exit. Connections open through the
 # old proxy when it stops are closed (the built-in proxy does not hand them
-# over): short ones finish in the 0.3 s before the restart, long-lived
-# ones reconnect.
+# over): the restart waits until none is established on PORT, up to 2 s,
+# so short ones finish (a call through the mesh can take longer than a
+# fixed pause on a loaded node); long-lived ones reconnect.
 held || { echo "the node lock is not held by this run ($RUN); another admin may have forced it" >&2; exit "$EX_LOCKED"; }
 set -f; set -- $HOLD; set +f
 if [ $# -eq 3 ] && command -v iptables >/dev/null 2>&1; then
@@ -16,9 +17,19 @@ if [ $# -eq 3 ] && command -v iptables >/dev/null 2>&1; then
   k=0; while [ "$k" -lt 5 ] && hold -D "$1" "$2" 2>/dev/null; do k=$((k + 1)); done
   if hold -I "$1" "$2"; then
     trap 'hold -D "$1" "$2" 2>/dev/null' EXIT
-    # Connections already open get a moment to finish: the proxy closes
+    # Connections already open get up to 2 s to finish: the proxy closes
     # them when it stops.
-    sleep 0.3
+    if command -v ss >/dev/null 2>&1; then
+      i=0
+      while [ "$i" -lt 20 ]; do
+        n=$(ss -tn state established "sport = :$2" 2>/dev/null | tail -n +2 | wc -l)
+        [ "$n" -eq 0 ] && break
+        sleep 0.1
+        i=$((i + 1))
+      done
+    else
+      sleep 0.3
+    fi
   fi
 fi
 systemctl restart "$UNIT" || { echo "systemctl restart $UNIT failed (see journalctl -u $UNIT on the node)" >&2; exit "$EX_MESH"; }
