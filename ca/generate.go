@@ -163,19 +163,34 @@ func desiredSpecs(t *inventory.Topology, days int) ([]LeafSpec, error) {
 // All the work is done in memory first; nothing is written unless it all
 // succeeded. The caller holds the state lock.
 func (s *State) Generate(t *inventory.Topology, o GenerateOptions) (*GenerateReport, error) {
+	rep, _, err := s.generate(t, o, true)
+	return rep, err
+}
+
+// Preview is Generate without writing anything: the report of what
+// generate would create, reissue and keep, and the credentials the nodes
+// would then get. A leaf, CA or gossip key that generate would make is made
+// here too, in memory only; its bytes are a stand-in (generate makes new
+// ones), everything else is what the state holds. It works on a state
+// directory that does not exist yet (see OpenOptions.AllowMissing).
+func (s *State) Preview(t *inventory.Topology, o GenerateOptions) (*GenerateReport, *Credentials, error) {
+	return s.generate(t, o, false)
+}
+
+func (s *State) generate(t *inventory.Topology, o GenerateOptions, write bool) (*GenerateReport, *Credentials, error) {
 	specs, err := desiredSpecs(t, o.LeafDays)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	reissue := make(map[string]bool, len(o.Reissue))
 	for _, n := range o.Reissue {
 		if !slices.ContainsFunc(specs, func(sp LeafSpec) bool { return sp.Node == n }) {
-			return nil, &NodeError{Node: n, Err: fmt.Errorf("reissue: not a node of %s: check the node names", t.Cluster.Source)}
+			return nil, nil, &NodeError{Node: n, Err: fmt.Errorf("reissue: not a node of %s: check the node names", t.Cluster.Source)}
 		}
 		reissue[n] = true
 	}
 	if err := CheckKeyType(o.Leaf.KeyType); err != nil {
-		return nil, fmt.Errorf("leaf keys: %w", err)
+		return nil, nil, fmt.Errorf("leaf keys: %w", err)
 	}
 	now := time.Now
 	if o.Leaf.Now != nil {
@@ -193,12 +208,12 @@ func (s *State) Generate(t *inventory.Topology, o GenerateOptions) (*GenerateRep
 		co := o.CA
 		co.Domain = cmp(co.Domain, t.Cluster.Consul.Domain)
 		if c, err = newCA(co); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		caFiles = s.caWrites(c)
 		rep.CA.Action = Created
 	case err != nil:
-		return nil, err
+		return nil, nil, err
 	default:
 		rep.CA.Action = Kept
 	}
@@ -214,13 +229,13 @@ func (s *State) Generate(t *inventory.Topology, o GenerateOptions) (*GenerateRep
 	case errors.Is(err, ErrNoGossipKey):
 		key, err := NewGossipKey(o.Rand)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		kr = &Keyring{Primary: key}
 		gossipFiles = []pendingFile{s.keyringWrite(kr)}
 		rep.Gossip.Action = Created
 	case err != nil:
-		return nil, err
+		return nil, nil, err
 	default:
 		rep.Gossip.Action = Kept
 	}
@@ -264,7 +279,7 @@ func (s *State) Generate(t *inventory.Topology, o GenerateOptions) (*GenerateRep
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for i, l := range leaves {
 		res := &rep.Nodes[i]
@@ -276,7 +291,7 @@ func (s *State) Generate(t *inventory.Topology, o GenerateOptions) (*GenerateRep
 
 	stored, err := s.storedNodes()
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", s.path(nodesDir), err)
+		return nil, nil, fmt.Errorf("list %s: %w", s.path(nodesDir), err)
 	}
 	for _, n := range stored {
 		if !slices.ContainsFunc(specs, func(sp LeafSpec) bool { return sp.Node == n }) {
@@ -287,7 +302,7 @@ func (s *State) Generate(t *inventory.Topology, o GenerateOptions) (*GenerateRep
 	if o.Ports != nil {
 		f, action, err := s.portsWrite(o.Ports)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		rep.Ports = action
 		if action != Kept {
@@ -295,15 +310,26 @@ func (s *State) Generate(t *inventory.Topology, o GenerateOptions) (*GenerateRep
 		}
 	}
 
+	if !write {
+		bundle, err := s.caBundle(c)
+		if err != nil {
+			return nil, nil, err
+		}
+		cr := &Credentials{CABundlePEM: bundle, CAFingerprint: c.Fingerprint(), GossipKey: kr.Primary, Keyring: kr, Leaves: make(map[string]*Leaf, len(leaves))}
+		for _, l := range leaves {
+			cr.Leaves[l.Spec.Node] = l
+		}
+		return rep, cr, nil
+	}
 	// Write, in an order a re-run can always converge from: the CA first
 	// (leaves are worthless without it), then the gossip key, the leaves
 	// and the ports.
 	for _, group := range [][]pendingFile{caFiles, gossipFiles, leafFiles, portsFiles} {
 		if err := writeBatch(s.dir, group); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return rep, nil
+	return rep, nil, nil
 }
 
 // Ports loads the recorded proxy-port assignment (nil, nil when none).

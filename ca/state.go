@@ -51,6 +51,10 @@ const (
 type OpenOptions struct {
 	// Create makes the directory (0700) when it does not exist.
 	Create bool
+	// AllowMissing opens a directory that does not exist without creating
+	// it: every read finds nothing (no CA, no gossip key, no leaves), for
+	// a preview of the first generate. Writing through it is an error.
+	AllowMissing bool
 }
 
 // State is an opened state directory. Its methods may be called from several
@@ -84,6 +88,8 @@ func Open(dir string, opts OpenOptions) (*State, error) {
 		if err := syncDir(filepath.Dir(abs)); err != nil {
 			return nil, fmt.Errorf("create state directory: %w", err)
 		}
+	case errors.Is(err, fs.ErrNotExist) && opts.AllowMissing:
+		return &State{dir: abs}, nil
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("%w: %s", ErrNoState, abs)
 	case err != nil:

@@ -113,7 +113,7 @@ func TestExitCodes(t *testing.T) {
 		{name: "plan one node", args: at("plan", "--detailed-exitcode", "--nodes", "n1"), code: 2},
 
 		{name: "missing cluster file", args: []string{"-i", filepath.Join(t.TempDir(), "nope.yaml"), "inventory", "validate"}, code: 1, stderr: "nope.yaml"},
-		{name: "no state directory", args: []string{"-i", inv, "--state", noState, "plan"}, code: 1, stderr: "state directory does not exist", hint: "run `mtlsctl generate`"},
+		{name: "no state directory", args: []string{"-i", inv, "--state", noState, "status"}, code: 1, stderr: "state directory does not exist", hint: "run `mtlsctl generate`"},
 		{name: "apply off a terminal without --yes", args: at("apply"), code: 1, stderr: "pass --yes"},
 
 		{name: "unknown command", args: []string{"nope"}, code: 3, stderr: `unknown command "nope"`, hint: "mtlsctl --help"},

@@ -3,6 +3,7 @@ package inventory
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // AssignPorts gives every node its proxy ports: for each component it runs,
@@ -167,5 +168,52 @@ func (a *Assignment) All(node string) []int {
 		out = append(out, ps...)
 	}
 	slices.Sort(out)
+	return out
+}
+
+// PortChange is one node's component whose proxy ports differ between two
+// assignments: Old is nil for a port newly assigned (a new node or
+// component), New is nil for one given up (a node or component removed).
+type PortChange struct {
+	Node      string `json:"node"`
+	Component string `json:"component"`
+	Old       []int  `json:"old,omitempty"`
+	New       []int  `json:"new,omitempty"`
+}
+
+// Changes lists, node by node and component by component (sorted), what
+// differs from prev to a: what generate records and plan previews.
+func (a *Assignment) Changes(prev *Assignment) []PortChange {
+	var an, pn map[string]map[string][]int
+	if a != nil {
+		an = a.Nodes
+	}
+	if prev != nil {
+		pn = prev.Nodes
+	}
+	keys := map[[2]string]bool{}
+	for node, m := range an {
+		for comp := range m {
+			keys[[2]string{node, comp}] = true
+		}
+	}
+	for node, m := range pn {
+		for comp := range m {
+			keys[[2]string{node, comp}] = true
+		}
+	}
+	var out []PortChange
+	for k := range keys {
+		o, n := pn[k[0]][k[1]], an[k[0]][k[1]]
+		if !slices.Equal(o, n) {
+			out = append(out, PortChange{Node: k[0], Component: k[1], Old: o, New: n})
+		}
+	}
+	slices.SortFunc(out, func(x, y PortChange) int {
+		if x.Node != y.Node {
+			return strings.Compare(x.Node, y.Node)
+		}
+		return strings.Compare(x.Component, y.Component)
+	})
 	return out
 }

@@ -30,6 +30,11 @@ func (r *remote) aclConfig(readOnly bool) (consulapi.ACLConfig, error) {
 		a.Token = tok
 	}
 	a.Save = r.st.SetManagementToken
+	if r.pending != nil {
+		// A preview (plan before generate): the state's tokens do not
+		// cover the cluster file yet, and a plan writes none.
+		return a, nil
+	}
 	specs, err := tokenSpecs(r.st, r.t, r.ports)
 	if err != nil {
 		return a, err

@@ -205,15 +205,25 @@ func Generate(c Common, o GenerateOptions) error {
 	}
 	defer lock.Unlock()
 
-	prev, err := st.Ports()
+	rep, err := generateLocked(st, t, o.caOptions(t))
 	if err != nil {
 		return err
 	}
-	ports, err := inventory.AssignPorts(t, prev)
-	if err != nil {
+	if c.JSON {
+		return c.writeJSON(rep)
+	}
+	// One line per node: buffer it, a 1,000-node report is 1,000 writes.
+	w := bufio.NewWriter(c.stdout())
+	if err := writeGenerateReport(w, c.State, rep, false); err != nil {
 		return err
 	}
-	rep, err := st.Generate(t, ca.GenerateOptions{
+	return w.Flush()
+}
+
+// caOptions are the ca package's options for o (zero values: ca's
+// defaults, which are the flags' defaults).
+func (o GenerateOptions) caOptions(t *inventory.Topology) ca.GenerateOptions {
+	return ca.GenerateOptions{
 		CA: ca.CAOptions{
 			KeyType:         o.CAKeyType,
 			Days:            o.CADays,
@@ -223,35 +233,58 @@ func Generate(c Common, o GenerateOptions) error {
 		Leaf:        ca.IssueOptions{KeyType: o.KeyType},
 		LeafDays:    cmp.Or(o.CertDays, t.Cluster.Certs.Days),
 		RenewBefore: o.RenewBefore,
-		Ports:       ports,
-	})
+	}
+}
+
+// GenerateReport is what generate did (or, in a plan, would do): the CA,
+// gossip key and leaves (ca's report), and the proxy ports it moved.
+type GenerateReport struct {
+	*ca.GenerateReport
+	PortChanges []inventory.PortChange `json:"port_changes,omitempty"`
+}
+
+// generateLocked is generate's work, the caller holding the state lock:
+// the port assignment, the credentials and the ACL tokens.
+func generateLocked(st *ca.State, t *inventory.Topology, o ca.GenerateOptions) (*GenerateReport, error) {
+	prev, err := st.Ports()
 	if err != nil {
-		return err
+		return nil, err
+	}
+	ports, err := inventory.AssignPorts(t, prev)
+	if err != nil {
+		return nil, err
+	}
+	o.Ports = ports
+	rep, err := st.Generate(t, o)
+	if err != nil {
+		return nil, err
 	}
 	if rep.ACL, err = ensureTokens(st, t, ports); err != nil {
-		return err
+		return nil, err
 	}
-	if c.JSON {
-		return c.writeJSON(rep)
-	}
-	// One line per node: buffer it, a 1,000-node report is 1,000 writes.
-	w := bufio.NewWriter(c.stdout())
-	if err := writeGenerateReport(w, c.State, rep); err != nil {
-		return err
-	}
-	return w.Flush()
+	return &GenerateReport{GenerateReport: rep, PortChanges: ports.Changes(prev)}, nil
 }
 
 // ensureTokens makes the ACL tokens the cluster file needs that the state
 // does not hold yet (an agent token per node, a token per service), and
 // retires those of nodes and services that are gone. Nil with ACLs off.
 func ensureTokens(st *ca.State, t *inventory.Topology, ports *inventory.Assignment) (*ca.ACLResult, error) {
+	toks, res, err := wantTokens(st, t, ports)
+	if err != nil || res == nil || res.Action == ca.Kept {
+		return res, err
+	}
+	return res, st.SetACLTokens(toks)
+}
+
+// wantTokens is ensureTokens in memory: the tokens the state would hold
+// and what changes (nil with ACLs off). It writes nothing.
+func wantTokens(st *ca.State, t *inventory.Topology, ports *inventory.Assignment) (*ca.ACLTokens, *ca.ACLResult, error) {
 	if !t.Cluster.ACL.Enabled {
-		return nil, nil
+		return nil, nil, nil
 	}
 	refs, err := consulcfg.NodeServices(t, ports)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	want := make(map[string][]string, len(refs))
 	for node, rs := range refs {
@@ -264,24 +297,21 @@ func ensureTokens(st *ca.State, t *inventory.Topology, ports *inventory.Assignme
 	}
 	toks, err := st.ACLTokens()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	first := len(toks.Nodes) == 0
 	changed, err := toks.Ensure(want, t.MultiDC(), nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	res := &ca.ACLResult{Action: ca.Kept, Tokens: toks.Count()}
 	if changed {
-		if err := st.SetACLTokens(toks); err != nil {
-			return nil, err
-		}
 		res.Action = ca.Updated
 		if first {
 			res.Action = ca.Created
 		}
 	}
-	return res, nil
+	return toks, res, nil
 }
 
 // stateTokens returns the tokens to render with (nil with ACLs off).
@@ -293,6 +323,11 @@ func stateTokens(st *ca.State, t *inventory.Topology) (map[string]consulcfg.Node
 	if err != nil {
 		return nil, err
 	}
+	return renderTokens(t, toks), nil
+}
+
+// renderTokens is what the renderer needs of toks: each node's secrets.
+func renderTokens(t *inventory.Topology, toks *ca.ACLTokens) map[string]consulcfg.NodeTokens {
 	out := make(map[string]consulcfg.NodeTokens, len(toks.Nodes))
 	for name, nt := range toks.Nodes {
 		svc := make(map[string]string, len(nt.Services))
@@ -308,7 +343,7 @@ func stateTokens(st *ca.State, t *inventory.Topology) (map[string]consulcfg.Node
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 // loadBundles is the shared front half of render, plan and apply: the
@@ -350,11 +385,21 @@ func renderWithPorts(c Common, t *inventory.Topology) ([]consulcfg.Bundle, *inve
 	if err != nil {
 		return nil, nil, err
 	}
+	bundles, err := renderCreds(t, ports, creds, tokens)
+	if err != nil {
+		return nil, nil, err
+	}
+	return bundles, ports, nil
+}
+
+// renderCreds renders every node's bundle from credentials, ports and
+// tokens (from the state, or previewed in memory).
+func renderCreds(t *inventory.Topology, ports *inventory.Assignment, creds *ca.Credentials, tokens map[string]consulcfg.NodeTokens) ([]consulcfg.Bundle, error) {
 	leaves := make(map[string]consulcfg.Leaf, len(creds.Leaves))
 	for name, l := range creds.Leaves {
 		leaves[name] = consulcfg.Leaf{CertPEM: l.CertPEM, KeyPEM: l.KeyPEM}
 	}
-	bundles, err := consulcfg.Render(consulcfg.Input{
+	return consulcfg.Render(consulcfg.Input{
 		Topology:  t,
 		Ports:     ports,
 		CABundle:  creds.CABundlePEM,
@@ -362,10 +407,6 @@ func renderWithPorts(c Common, t *inventory.Topology) ([]consulcfg.Bundle, *inve
 		GossipKey: creds.GossipKey,
 		Tokens:    tokens,
 	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return bundles, ports, nil
 }
 
 // statePorts returns the recorded port assignment, which must cover the

@@ -156,6 +156,10 @@ type remote struct {
 	rep     *switchReporter // the session's progress: live during a phase, plain lines otherwise
 	// skipLive: the Consul agents are not asked (--skip-live, the demo).
 	skipLive bool
+	// pending is what generate must do before the bundles can be pushed
+	// (opened with preview and the state behind the cluster file); the
+	// bundles then hold stand-ins for what it would make.
+	pending *GenerateReport
 }
 
 // openRemote loads the cluster file and the state, renders the bundles of
@@ -164,16 +168,32 @@ func openRemote(c Common, d DistOptions) (*remote, error) {
 	return openRemoteMode(c, d, distribute.Unlock{}, true)
 }
 
+// openRemoteMode is openRemote with the force-unlock choice, and readOnly
+// for the commands that only look: they use the ACL management token but
+// never bootstrap the ACL system or write tokens.
+func openRemoteMode(c Common, d DistOptions, force distribute.Unlock, readOnly bool) (*remote, error) {
+	return openRemoteWith(c, d, remoteMode{force: force, readOnly: readOnly})
+}
+
 // openRemoteForce is openRemote for commands that change nodes; force
 // says which node locks of other runs they may take over (--force-unlock).
 func openRemoteForce(c Common, d DistOptions, force distribute.Unlock) (*remote, error) {
 	return openRemoteMode(c, d, force, false)
 }
 
-// openRemoteMode is openRemote with the force-unlock choice, and readOnly
-// for the commands that only look: they use the ACL management token but
-// never bootstrap the ACL system or write tokens.
-func openRemoteMode(c Common, d DistOptions, force distribute.Unlock, readOnly bool) (*remote, error) {
+// remoteMode says how openRemoteWith opens the remote.
+type remoteMode struct {
+	force    distribute.Unlock // node locks of other runs it may take over
+	readOnly bool              // never bootstrap the ACL system or write tokens
+	// preview renders from what generate would make when the state does
+	// not cover the cluster file yet (plan, apply), instead of refusing;
+	// remote.pending then says what generate would do.
+	preview bool
+	// create makes the state directory when there is none (apply).
+	create bool
+}
+
+func openRemoteWith(c Common, d DistOptions, m remoteMode) (*remote, error) {
 	t, err := inventory.Load(c.Inventory)
 	if err != nil {
 		return nil, err
@@ -183,24 +203,34 @@ func openRemoteMode(c Common, d DistOptions, force distribute.Unlock, readOnly b
 	if err != nil {
 		return nil, err
 	}
-	all, ports, err := renderWithPorts(c, t)
+	var (
+		all     []consulcfg.Bundle
+		ports   *inventory.Assignment
+		pending *GenerateReport
+	)
+	if m.preview {
+		all, ports, pending, err = renderPreview(c, t)
+	} else {
+		all, ports, err = renderWithPorts(c, t)
+	}
 	if err != nil {
 		return nil, err
 	}
 	bundles := selectBundles(all, names)
-	st, err := ca.Open(c.State, ca.OpenOptions{})
+	st, err := ca.Open(c.State, ca.OpenOptions{Create: m.create, AllowMissing: m.preview})
 	if err != nil {
 		return nil, err
 	}
 	o := c.distOptions(d, st)
-	o.ForceUnlock = force
+	o.ForceUnlock = m.force
 	rep := &switchReporter{to: o.Progress}
 	o.Progress = rep
 	sess, err := distribute.Open(t, o)
 	if err != nil {
 		return nil, err
 	}
-	r := &remote{t: t, all: all, ports: ports, bundles: bundles, st: st, sess: sess, rep: rep, skipLive: d.SkipLive}
+	readOnly := m.readOnly
+	r := &remote{t: t, all: all, ports: ports, bundles: bundles, st: st, sess: sess, rep: rep, skipLive: d.SkipLive, pending: pending}
 	if err := r.setupACL(readOnly); err != nil {
 		sess.Close()
 		return nil, err
@@ -236,11 +266,17 @@ func (r *remote) live() *consulapi.Cluster {
 // Plan shows what apply would change on every node, changing nothing; with
 // p.Out it also saves the plan for `apply FILE`.
 func Plan(ctx context.Context, c Common, d DistOptions, po PlanOptions) error {
-	r, err := openRemote(c, d)
+	r, err := openRemoteWith(c, d, remoteMode{readOnly: true, preview: true})
 	if err != nil {
 		return err
 	}
 	defer r.close()
+	if r.pending != nil && po.Out != "" {
+		// A saved plan is applied byte for byte; certificates generate has
+		// not issued yet have no bytes to save.
+		return fmt.Errorf("the state in %s does not cover %s yet (%s): run `mtlsctl generate`, then `mtlsctl plan -out %s`; or run `mtlsctl apply`, which shows this plan, generates after you confirm and pushes",
+			c.State, c.Inventory, pendingSummary(r.pending), po.Out)
+	}
 	stop := c.startProgress(r, d)
 	res, err := r.sess.Plan(ctx, r.bundles, distribute.PlanOptions{Diffs: true})
 	stop()
@@ -255,10 +291,11 @@ func Plan(ctx context.Context, c Common, d DistOptions, po PlanOptions) error {
 		}
 	}
 	if c.JSON {
-		if werr := c.writeJSON(res); werr != nil {
+		if werr := c.writeJSON(planDoc{PlanResult: res, Generate: r.pending}); werr != nil {
 			return werr
 		}
 	} else {
+		writePending(c.stdout(), c.State, r.pending)
 		writePlan(c.stdout(), res)
 		writeIntentionPlan(c.stdout(), ip, want, ierr)
 	}
@@ -271,7 +308,7 @@ func Plan(ctx context.Context, c Common, d DistOptions, po PlanOptions) error {
 		}
 		c.printf("\nsaved the plan to %s: `mtlsctl apply %s` applies exactly this, and refuses if a node changed since\n", po.Out, po.Out)
 	}
-	if po.DetailedExit && (res.Changes() || (ip != nil && ip.Changes() > 0)) {
+	if po.DetailedExit && (res.Changes() || r.pending != nil || (ip != nil && ip.Changes() > 0)) {
 		return ChangesPending{Nodes: countPlanChanges(res)}
 	}
 	return nil
@@ -370,7 +407,7 @@ func orNone(s string) string {
 // everywhere, reload) and waits for the cluster to be healthy, all on one
 // connection per node.
 func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
-	r, err := openRemoteForce(c, d, a.ForceUnlock)
+	r, err := openRemoteWith(c, d, remoteMode{force: a.ForceUnlock, preview: true, create: true})
 	if err != nil {
 		return err
 	}
@@ -380,6 +417,9 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 		// Checked before anything else: a stale plan changes nothing.
 		if plan, err = distribute.LoadPlan(a.PlanFile); err != nil {
 			return err
+		}
+		if r.pending != nil {
+			return fmt.Errorf("%s: %w: the state no longer covers the cluster file (%s); run `mtlsctl plan -out FILE` again", a.PlanFile, distribute.ErrStalePlan, pendingSummary(r.pending))
 		}
 		if err := plan.Attach(r.bundles); err != nil {
 			return fmt.Errorf("%s: %w; run `mtlsctl plan -out FILE` again", a.PlanFile, err)
@@ -408,6 +448,12 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 		}
 	}
 	if plan == nil {
+		if r.pending != nil && a.Yes {
+			// Nobody reviews a preview: generate first, then plan.
+			if err := r.generate(c, d); err != nil {
+				return err
+			}
+		}
 		stop := c.startProgress(r, d)
 		plan, err = r.sess.Plan(ctx, r.bundles, distribute.PlanOptions{Diffs: !a.Yes})
 		stop()
@@ -421,14 +467,33 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 			if c.JSON {
 				planOut = c.stderr()
 			}
+			writePending(planOut, c.State, r.pending)
 			writePlan(planOut, plan)
 			ip, want, ierr := r.planIntentions(ctx)
 			writeIntentionPlan(planOut, ip, want, ierr)
 			if plan.Err() != nil {
 				return fmt.Errorf("%w: fix the unreachable node(s) first; apply pushes to all nodes or none", ErrReported)
 			}
-			if plan.Changes() && !c.confirm(fmt.Sprintf("Apply these changes to %d node(s)?", countPlanChanges(plan))) {
+			changes := plan.Changes() || r.pending != nil
+			if changes && !c.confirm(fmt.Sprintf("Apply these changes to %d node(s)?", countPlanChanges(plan))) {
 				return errors.New("apply cancelled: nothing was changed")
+			}
+			if r.pending != nil {
+				// Issue what the plan said, then plan again with the real
+				// bytes: the same files must change, or nothing is pushed.
+				if err := r.generate(c, d); err != nil {
+					return err
+				}
+				preview := plan
+				stop := c.startProgress(r, d)
+				plan, err = r.sess.Plan(ctx, r.bundles, distribute.PlanOptions{})
+				stop()
+				if err != nil {
+					return err
+				}
+				if err := samePlanShape(preview, plan); err != nil {
+					return fmt.Errorf("%w: %w; the state now holds what generate issued, the nodes are unchanged: run `mtlsctl apply` again to review the new plan", distribute.ErrMoved, err)
+				}
 			}
 		}
 	} else if recovered != "" {

@@ -291,10 +291,24 @@ case $op in
 esac
 `
 
+// ssAnswer is the ss stand-in's answer (see writeShims).
+const ssAnswer = `echo "State Recv-Q Send-Q Local Address:Port Peer Address:Port"
+l=; port=
+for a in "$@"; do
+  case "$a" in
+  -l*|-*l*) case "$a" in --*) ;; -*) l=1 ;; esac ;;
+  "sport = :"*) port=${a#"sport = :"} ;;
+  esac
+done
+if [ -n "$l" ] && [ -n "$port" ]; then
+  i=0; while [ "$i" -lt 256 ]; do echo "LISTEN 0 4096 127.0.0.1:$port 0.0.0.0:*"; i=$((i + 1)); done
+fi
+`
+
 // writeShims creates the root and the stand-ins for commands a node has but
 // this machine may not: sudo (runs its arguments), systemctl, consul and
 // iptables (record the call and succeed; systemctl says every unit is
-// active).
+// active), and ss (see ssAnswer).
 func (s *Server) writeShims() error {
 	for _, d := range []string{s.root, s.binDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -310,6 +324,12 @@ func (s *Server) writeShims() error {
 		"iptables":         record + iptablesJumps,
 		"iptables-save":    record,
 		"iptables-restore": record + "cat >/dev/null\n",
+		// No proxy runs and no connection is open: asked whether a port
+		// has listeners (a proxy restart waits for them), it answers that
+		// the restarted unit listens (on as many addresses as asked), as
+		// systemctl says it is active; any
+		// other question gets an empty table.
+		"ss": record + ssAnswer,
 	}
 	for name, body := range shims {
 		if err := os.WriteFile(filepath.Join(s.binDir, name), []byte(body), 0o755); err != nil {

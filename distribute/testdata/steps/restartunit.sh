@@ -78,11 +78,13 @@ reload_agent() {
 # fixed pause on a loaded node); long-lived ones reconnect.
 held || { echo "the node lock is not held by this run ($RUN); another admin may have forced it" >&2; exit "$EX_LOCKED"; }
 set -f; set -- $HOLD; set +f
+holding=
 if [ $# -eq 3 ] && command -v iptables >/dev/null 2>&1; then
   hold() { iptables -w "$1" INPUT -p tcp -d "$2" --dport "$3" --syn -m comment --comment "mtlsctl-hold $UNIT" -j DROP; }
   # A hold left by a run that was cut off is removed first.
   k=0; while [ "$k" -lt 5 ] && hold -D "$1" "$2" 2>/dev/null; do k=$((k + 1)); done
   if hold -I "$1" "$2"; then
+    holding=1
     trap 'hold -D "$1" "$2" 2>/dev/null' EXIT
     # Connections already open get up to 2 s to finish: the proxy closes
     # them when it stops.
@@ -100,7 +102,9 @@ if [ $# -eq 3 ] && command -v iptables >/dev/null 2>&1; then
   fi
 fi
 systemctl restart "$UNIT" || { echo "systemctl restart $UNIT failed (see journalctl -u $UNIT on the node)" >&2; exit "$EX_MESH"; }
-if [ $# -eq 3 ] && command -v ss >/dev/null 2>&1; then
+# The hold goes as soon as the new proxy listens (without a hold, as on a
+# node without iptables, there is nothing to wait for).
+if [ -n "$holding" ] && command -v ss >/dev/null 2>&1; then
   i=0
   while [ "$i" -lt 100 ]; do
     n=$(ss -ltn "sport = :$2" 2>/dev/null | tail -n +2 | wc -l)
