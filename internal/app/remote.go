@@ -263,7 +263,7 @@ func Plan(ctx context.Context, c Common, d DistOptions, po PlanOptions) error {
 		writeIntentionPlan(c.stdout(), ip, want, ierr)
 	}
 	if res.Err() != nil {
-		return fmt.Errorf("%w: %d node(s) could not be planned", ErrReported, countPlanErrors(res))
+		return fmt.Errorf("%w: %d of %d node(s) could not be inspected", ErrReported, countPlanErrors(res), len(res.Nodes))
 	}
 	if po.Out != "" {
 		if err := distribute.SavePlan(po.Out, res); err != nil {
@@ -353,6 +353,11 @@ func writePlan(w io.Writer, r *distribute.PlanResult) {
 		if np.Uninstall {
 			fmt.Fprintf(w, "  mesh: remove the node state directory\n")
 		}
+	}
+	if failed := countPlanErrors(r); failed > 0 {
+		inspected := len(r.Nodes) - failed
+		fmt.Fprintf(w, "\n%d of %d node(s) could not be inspected (errors above); %d of the %d inspected have changes to apply\n", failed, len(r.Nodes), changed, inspected)
+		return
 	}
 	fmt.Fprintf(w, "\n%d of %d node(s) have changes to apply\n", changed, len(r.Nodes))
 }
@@ -556,9 +561,17 @@ func Status(ctx context.Context, c Common, d DistOptions) error {
 	}
 	var live *consulapi.Health
 	var liveErr error
+	// The live tables mark a node the table above shows unreachable,
+	// without its error again.
+	down := map[string]string{}
+	for _, n := range res.Nodes {
+		if !n.Reachable {
+			down[n.Node] = n.Error
+		}
+	}
 	if c.JSON {
 		if !d.SkipLive {
-			live, liveErr = liveStatus(ctx, c, r)
+			live, liveErr = liveStatus(ctx, c, r, down)
 		}
 		out := struct {
 			*distribute.StatusResult
@@ -570,11 +583,8 @@ func Status(ctx context.Context, c Common, d DistOptions) error {
 	} else {
 		writeStatus(c.stdout(), res, c.now())
 		if !d.SkipLive {
-			live, liveErr = liveStatus(ctx, c, r)
+			live, liveErr = liveStatus(ctx, c, r, down)
 		}
-	}
-	if liveErr != nil {
-		return fmt.Errorf("%w: the Consul cluster is not healthy: %v", ErrReported, summarizeErr(liveErr))
 	}
 	bad := 0
 	for _, n := range res.Nodes {
@@ -582,8 +592,15 @@ func Status(ctx context.Context, c Common, d DistOptions) error {
 			bad++
 		}
 	}
+	var problems []string
 	if bad > 0 {
-		return fmt.Errorf("%w: %d node(s) unreachable, drifted or not up to date", ErrReported, bad)
+		problems = append(problems, fmt.Sprintf("%d node(s) unreachable, drifted or not up to date", bad))
+	}
+	if liveErr != nil {
+		problems = append(problems, "the Consul cluster is not healthy: "+elideDown(summarizeErr(liveErr), down))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrReported, strings.Join(problems, "; "))
 	}
 	return nil
 }
