@@ -3,8 +3,8 @@
 // struct and makes one call into internal/app. It holds no logic that the
 // packages' own tests cannot reach, and it never exits the process: Main
 // returns the exit code for main to use. Exit codes (usage 3, pending
-// changes 2, an expiry warning 4, other failures 1) and the one hint line are chosen here, from
-// typed errors, with errors.Is/As. It must import nothing of mtlsctl but
+// changes 2, an expiry warning 4, other failures 1) and the one hint line
+// are chosen here, from typed errors, with errors.Is/As. It must import nothing of mtlsctl but
 // internal/app and the types its errors name.
 package cmd
 
