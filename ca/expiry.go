@@ -6,6 +6,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
 // CertStatus is the expiry of one certificate.
@@ -48,9 +50,13 @@ func ParseCertStatus(pemData []byte, now time.Time) (CertStatus, error) {
 	return Status(cert, now), nil
 }
 
-// Expiry reports the CA, the extra trusted CAs and every stored node
-// certificate (sorted by node name), at now.
-func (s *State) Expiry(now time.Time) ([]CertStatus, error) {
+// Expiry reports, at now, the CA, the extra trusted CAs (those of a
+// rollover, still in the CA bundle) and the stored certificates of the
+// nodes of t (sorted by node name). Nodes no longer in t are left out: the
+// cluster does not use their certificates (the next generate archives
+// them). A node of t without a certificate has no row. With t nil, every
+// stored node is reported.
+func (s *State) Expiry(t *inventory.Topology, now time.Time) ([]CertStatus, error) {
 	c, err := s.LoadCA()
 	if err != nil {
 		return nil, err
@@ -72,6 +78,9 @@ func (s *State) Expiry(now time.Time) ([]CertStatus, error) {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
 	for _, n := range nodes {
+		if t != nil && t.Node(n) == nil {
+			continue
+		}
 		l, err := s.readLeaf(n)
 		if err != nil {
 			return nil, err
@@ -85,6 +94,10 @@ func (s *State) Expiry(now time.Time) ([]CertStatus, error) {
 	}
 	return out, nil
 }
+
+// DaysLeft is the number of whole days from now to t, rounded down
+// (negative once t has passed), as CertStatus counts them.
+func DaysLeft(t, now time.Time) int { return daysLeft(t, now) }
 
 // daysLeft is the number of whole days from now to t (rounded down, so
 // negative once t has passed).

@@ -78,15 +78,25 @@ type GenerateReport struct {
 	CA     ItemResult   `json:"ca"`
 	Gossip ItemResult   `json:"gossip"`
 	Nodes  []NodeResult `json:"nodes"`
-	// Removed lists node directories of nodes no longer in the topology;
-	// their files are left in place.
+	// Removed lists the nodes no longer in the topology whose certificate
+	// was still in the state directory.
 	Removed []string `json:"removed,omitempty"`
+	// Archived says where each removed node's files were moved (nodes/
+	// .archive/<node>-<UTC time>), in the order of Removed; nothing of
+	// theirs is deleted.
+	Archived []ArchivedNode `json:"archived,omitempty"`
 	// Ports is "" when no assignment was given, else Created, Updated or Kept.
 	Ports    Action   `json:"ports,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
 	// ACL says what happened to the ACL tokens (nil with ACLs off); the
 	// caller fills it in (see State.ACLTokens).
 	ACL *ACLResult `json:"acl,omitempty"`
+}
+
+// ArchivedNode is a removed node's directory and where Generate moved it.
+type ArchivedNode struct {
+	Node string `json:"node"`
+	Path string `json:"path"`
 }
 
 // ACLResult is what generate did to the ACL tokens: Created (the first
@@ -102,6 +112,9 @@ func (r *GenerateReport) Changed() bool {
 		return true
 	}
 	if r.ACL != nil && r.ACL.Action != Kept {
+		return true
+	}
+	if len(r.Archived) > 0 {
 		return true
 	}
 	for _, n := range r.Nodes {
@@ -157,8 +170,9 @@ func desiredSpecs(t *inventory.Topology, days int) ([]LeafSpec, error) {
 // has none, or whose leaf no longer fits (name, addresses, datacenter,
 // domain or role changed, issued by another CA, expiring within
 // RenewBefore, or left inconsistent by an interrupted run). Everything else
-// is left byte for byte as it was. Nodes no longer in the topology keep
-// their files and are listed in the report.
+// is left byte for byte as it was. The directories of nodes no longer in
+// the topology are moved to nodes/.archive once everything else is written
+// (see archiveRemoved), and listed in the report.
 //
 // All the work is done in memory first; nothing is written unless it all
 // succeeded. The caller holds the state lock.
@@ -328,6 +342,9 @@ func (s *State) generate(t *inventory.Topology, o GenerateOptions, write bool) (
 		if err := writeBatch(s.dir, group); err != nil {
 			return nil, nil, err
 		}
+	}
+	if rep.Archived, err = s.archiveRemoved(rep.Removed, t0); err != nil {
+		return nil, nil, err
 	}
 	return rep, nil, nil
 }

@@ -296,7 +296,7 @@ func TestExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := t0.AddDate(0, 0, 100)
-	st, err := s.Expiry(now)
+	st, err := s.Expiry(nil, now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -199,6 +200,56 @@ func (s *State) storedNodes() ([]string, error) {
 		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
 			out = append(out, e.Name())
 		}
+	}
+	return out, nil
+}
+
+// archiveRemoved moves the directory of each removed node (nodes/<node>)
+// to nodes/.archive/<node>-<UTC time of at>, one rename each, so that a
+// node removed from the cluster file no longer counts as the cluster's
+// (expiry checks, listings) while its key material is kept, never deleted.
+// Generate calls it last, once everything else is written: an interrupted
+// run leaves the node either in place (the next run archives it) or
+// archived. It returns where each went.
+func (s *State) archiveRemoved(nodes []string, at time.Time) ([]ArchivedNode, error) {
+	if len(nodes) == 0 {
+		return nil, nil
+	}
+	root := s.path(nodesDir, nodeArchiveDir)
+	if err := os.Mkdir(root, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("archive removed nodes: %w", err)
+	}
+	// Mkdir is subject to the umask, and an existing one may be looser:
+	// it holds private keys.
+	if err := os.Chmod(root, dirMode); err != nil {
+		return nil, fmt.Errorf("archive removed nodes: %w", err)
+	}
+	stamp := at.UTC().Format("20060102T150405Z")
+	var out []ArchivedNode
+	for _, n := range nodes {
+		from := s.nodeDir(n)
+		to := filepath.Join(root, n+"-"+stamp)
+		// Never replace an earlier archive of the same node (the same
+		// second, or a clock set back): take the next free name.
+		for i := 2; ; i++ {
+			if _, err := os.Lstat(to); errors.Is(err, fs.ErrNotExist) {
+				break
+			} else if err != nil {
+				return out, fmt.Errorf("archive removed node %s: %w", n, err)
+			}
+			to = filepath.Join(root, fmt.Sprintf("%s-%s-%d", n, stamp, i))
+		}
+		if err := os.Rename(from, to); err != nil {
+			return out, &NodeError{Node: n, Err: fmt.Errorf("archive its certificate (no longer in the cluster file): %w; its files stay in %s", err, from)}
+		}
+		out = append(out, ArchivedNode{Node: n, Path: to})
+	}
+	// Both directories changed: make the renames durable.
+	if err := syncDir(root); err != nil {
+		return out, fmt.Errorf("archive removed nodes: %w", err)
+	}
+	if err := syncDir(s.path(nodesDir)); err != nil {
+		return out, fmt.Errorf("archive removed nodes: %w", err)
 	}
 	return out, nil
 }

@@ -47,6 +47,10 @@ const (
 	looseBits  = 0o077
 )
 
+// nodeArchiveDir, under nodes/, keeps the directories of nodes removed
+// from the cluster file (hidden, so storedNodes skips it).
+const nodeArchiveDir = ".archive"
+
 // OpenOptions says how to open a state directory.
 type OpenOptions struct {
 	// Create makes the directory (0700) when it does not exist.
@@ -98,7 +102,7 @@ func Open(dir string, opts OpenOptions) (*State, error) {
 		return nil, fmt.Errorf("state directory %s is not a directory", abs)
 	}
 	s := &State{dir: abs}
-	for _, p := range []string{abs, s.path(caDir), s.path(nodesDir), s.path(caDir, trustDir), s.path(caDir, archiveDir), s.path(aclDir)} {
+	for _, p := range []string{abs, s.path(caDir), s.path(nodesDir), s.path(caDir, trustDir), s.path(caDir, archiveDir), s.path(nodesDir, nodeArchiveDir), s.path(aclDir)} {
 		if err := checkPerm(p, true); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}

@@ -3,13 +3,14 @@
 // struct and makes one call into internal/app. It holds no logic that the
 // packages' own tests cannot reach, and it never exits the process: Main
 // returns the exit code for main to use. Exit codes (usage 3, pending
-// changes 2, other failures 1) and the one hint line are chosen here, from
-// typed errors, with errors.Is/As. It must import nothing of mtlsctl but
+// changes 2, an expiry warning 4, other failures 1) and the one hint line
+// are chosen here, from typed errors, with errors.Is/As. It must import nothing of mtlsctl but
 // internal/app and the types its errors name.
 package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -25,8 +26,11 @@ var Version = "dev"
 
 // Main runs the command line with the given arguments and streams and returns
 // the process exit code: 0 success, 1 failure, 2 for "changes pending" under
-// plan --detailed-exitcode, 3 for usage errors. It prints a failure once, on
-// stderr, followed by what to do next when that is known.
+// plan --detailed-exitcode, 3 for usage errors, 4 for a certificate that
+// expires within --warn-days. It prints a failure once, on stderr, followed
+// by what to do next when that is known; a failure the command already
+// reported in full (app.ErrReported) gets one summary line, never its node
+// errors again.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	err := NewApp(stdin, stdout, stderr).RunContext(ctx, args)
 	code := exitCode(err)
@@ -34,11 +38,21 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		// Changes pending is an answer, not a failure: the plan said it.
 		return code
 	}
-	fmt.Fprintf(stderr, "mtlsctl: %v\n", err)
+	fmt.Fprintf(stderr, "mtlsctl: %s\n", message(err))
 	if h := hint(err); h != "" {
 		fmt.Fprintf(stderr, "hint: %s\n", h)
 	}
 	return code
+}
+
+// message is err's text for the one failure line: for an error already
+// reported in full above, only its first line (the summary).
+func message(err error) string {
+	msg := err.Error()
+	if errors.Is(err, app.ErrReported) {
+		msg, _, _ = strings.Cut(msg, "\n")
+	}
+	return msg
 }
 
 // NewApp builds the command-line application on the given streams.

@@ -264,9 +264,17 @@ func certsCommand() *cli.Command {
 			{
 				Name:  "check-expiration",
 				Usage: "expiry of the CA and every node certificate (from the state dir, or --remote from the nodes)",
+				Description: "Lists the certificates the cluster file uses: the CA, a CA still trusted during a rollover,\n" +
+					"and each node's certificate (a node removed from the cluster file is not listed). With --remote,\n" +
+					"the certificate each node holds; a node that cannot be reached is listed as unreachable.\n" +
+					"Each certificate that is not ok is named with the command that fixes it: `mtlsctl rotate certs\n" +
+					"--nodes N` for a node's, `mtlsctl rotate ca` for the CA.\n\n" +
+					"Exit codes: 0 every certificate ok; 4 a warning: a certificate expires within --warn-days;\n" +
+					"1 a failure: a certificate expired, a node unreachable (--remote) or a certificate unreadable\n" +
+					"or missing; 3 a usage error.",
 				Flags: append(sshFlags(),
 					&cli.BoolFlag{Name: "remote", Usage: "read the certificate each node actually holds"},
-					&cli.IntFlag{Name: "warn-days", Value: 30, Usage: "exit non-zero when a certificate expires within `DAYS`"},
+					&cli.IntFlag{Name: "warn-days", Value: 30, Usage: "warn (exit 4) when a certificate expires within `DAYS`"},
 				),
 				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {

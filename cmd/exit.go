@@ -18,6 +18,7 @@ const (
 	exitFailure = 1
 	exitPending = 2 // plan --detailed-exitcode: changes pending
 	exitUsage   = 3
+	exitWarning = 4 // certs check-expiration: a certificate expires within --warn-days
 )
 
 // exitCode maps the error a command returned to the process exit code. The
@@ -25,12 +26,15 @@ const (
 // this layer turns them into numbers.
 func exitCode(err error) int {
 	var pending app.ChangesPending
+	var warning app.ExpiryWarning
 	var ec cli.ExitCoder
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &pending):
 		return exitPending
+	case errors.As(err, &warning):
+		return exitWarning
 	case errors.Is(err, app.ErrUsage):
 		return exitUsage
 	case errors.As(err, &ec):

@@ -39,7 +39,7 @@ func verifyCluster(ctx context.Context, c Common, cl *consulapi.Cluster) (*consu
 		if c.JSON {
 			w = c.stderr()
 		}
-		writeHealth(w, h)
+		writeHealth(w, h, nil)
 	}
 	if err != nil {
 		return h, fmt.Errorf("the files are in place but the cluster is not healthy: %w", err)
@@ -52,12 +52,14 @@ func verifyCluster(ctx context.Context, c Common, cl *consulapi.Cluster) (*consu
 // leader, Raft peers and members, the keyring, and per node whether its
 // agent serves the certificate mtlsctl issued. In text mode it prints the
 // report; the caller adds the returned Health to its JSON. The error says
-// what is wrong (ErrNotHealthy) when the cluster is not healthy.
-func liveStatus(ctx context.Context, c Common, r *remote) (*consulapi.Health, error) {
+// what is wrong (ErrNotHealthy) when the cluster is not healthy. down maps
+// the nodes the caller already reported unreachable to their error: the
+// tables mark them instead of repeating it.
+func liveStatus(ctx context.Context, c Common, r *remote, down map[string]string) (*consulapi.Health, error) {
 	h, err := r.live().Health(ctx)
 	if h != nil && !c.JSON {
 		fmt.Fprintln(c.stdout())
-		writeHealth(c.stdout(), h)
+		writeHealth(c.stdout(), h, down)
 	}
 	if err != nil {
 		return h, err
@@ -68,14 +70,16 @@ func liveStatus(ctx context.Context, c Common, r *remote) (*consulapi.Health, er
 	return h, nil
 }
 
-// writeHealth prints a Health report: datacenters, keyring, nodes.
-func writeHealth(w io.Writer, h *consulapi.Health) {
+// writeHealth prints a Health report: datacenters, keyring, nodes. The
+// nodes in down (node -> its error, already printed above) are marked
+// unreachable without their error.
+func writeHealth(w io.Writer, h *consulapi.Health, down map[string]string) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DATACENTER\tLEADER\tVOTERS\tMEMBERS\tWAN\tASKED\tERROR")
 	for _, d := range h.Datacenters {
 		alive, voters, _ := d.Quorum()
 		fmt.Fprintf(tw, "%s\t%s\t%d/%d alive\t%s\t%s\t%s\t%s\n", d.Name, orNone(d.Leader), alive, voters,
-			countStatus(d.Members), countStatus(d.WAN), d.Via, d.Error)
+			countStatus(d.Members), countStatus(d.WAN), d.Via, elideDown(d.Error, down))
 	}
 	tw.Flush()
 	if len(h.Keyring) > 0 || h.KeyringError != "" {
@@ -123,7 +127,9 @@ func writeHealth(w io.Writer, h *consulapi.Health) {
 			}
 		}
 		cert := "not checked"
-		if n.Cert != nil {
+		if _, ok := down[n.Node]; ok {
+			cert = unreachableSeeAbove
+		} else if n.Cert != nil {
 			switch {
 			case n.Cert.Match:
 				cert = "issued " + short(n.Cert.Served)
@@ -176,5 +182,19 @@ func LiveStatus(ctx context.Context, c Common, d DistOptions) (*consulapi.Health
 		return nil, err
 	}
 	defer r.close()
-	return liveStatus(ctx, c, r)
+	return liveStatus(ctx, c, r, nil)
+}
+
+// unreachableSeeAbove stands for the error of a node already reported.
+const unreachableSeeAbove = "unreachable (see above)"
+
+// elideDown replaces, in a message that quotes the errors of several
+// nodes, the error of each node in down with unreachableSeeAbove.
+func elideDown(msg string, down map[string]string) string {
+	for _, e := range down {
+		if e != "" {
+			msg = strings.ReplaceAll(msg, e, unreachableSeeAbove)
+		}
+	}
+	return msg
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
@@ -31,17 +32,22 @@ func (r reporter) Report(e distribute.Event) {
 // startProgress shows the progress of r's session on a display of its
 // nodes: live on a terminal (not with -o json, whose stdout is one JSON
 // document), plain lines on stderr otherwise. Call stop before printing the
-// summary; progress then goes back to plain lines.
+// summary; progress then goes back to plain lines. Every caller prints a
+// per-node report after stop that carries each failed node's error, so
+// while it runs a node's final error is not shown in full (see
+// failuresReported): it would be said twice.
 func (c Common) startProgress(r *remote, d DistOptions) (stop func()) {
 	if !c.Interactive || c.JSON {
-		return func() {}
+		plain := r.rep.set(nil)
+		r.rep.set(failuresReported{to: plain})
+		return func() { r.rep.set(plain) }
 	}
 	nodes := make([]string, len(r.bundles))
 	for i, b := range r.bundles {
 		nodes[i] = b.Node
 	}
 	disp := progress.New(c.stdout(), true, nodes)
-	plain := r.rep.set(reporter{d: disp, annotate: d.annotate})
+	plain := r.rep.set(failuresReported{to: reporter{d: disp, annotate: d.annotate}, live: true})
 	return func() {
 		r.rep.set(plain)
 		disp.Close()
@@ -78,4 +84,30 @@ func (s *switchReporter) Report(e distribute.Event) {
 // outside a live display (rotations, the health wait).
 func (c Common) plainProgress(d DistOptions) distribute.Reporter {
 	return reporter{d: progress.New(c.stderr(), false, nil), annotate: d.annotate}
+}
+
+// failuresReported forwards progress events, except a node's final error
+// (a *NodeError event with no message of its own: what the per-node report
+// prints): plain lines leave it out, a live display shows the node failed
+// and points at the report. Events with a message of their own (a partial
+// failure, e.g. old files not read for a diff) pass unchanged.
+type failuresReported struct {
+	to   distribute.Reporter
+	live bool
+}
+
+// errInReport stands for a node's error on a live display line.
+var errInReport = errors.New("failed (the error is in the report below)")
+
+func (f failuresReported) Report(e distribute.Event) {
+	var ne *distribute.NodeError
+	if e.Err != nil && e.Msg == "" && errors.As(e.Err, &ne) {
+		if !f.live {
+			return
+		}
+		e.Err = errInReport
+	}
+	if f.to != nil {
+		f.to.Report(e)
+	}
 }

@@ -300,7 +300,7 @@ func Plan(ctx context.Context, c Common, d DistOptions, po PlanOptions) error {
 		writeIntentionPlan(c.stdout(), ip, want, ierr)
 	}
 	if res.Err() != nil {
-		return fmt.Errorf("%w: %d node(s) could not be planned", ErrReported, countPlanErrors(res))
+		return fmt.Errorf("%w: %d of %d node(s) could not be inspected", ErrReported, countPlanErrors(res), len(res.Nodes))
 	}
 	if po.Out != "" {
 		if err := distribute.SavePlan(po.Out, res); err != nil {
@@ -390,6 +390,11 @@ func writePlan(w io.Writer, r *distribute.PlanResult) {
 		if np.Uninstall {
 			fmt.Fprintf(w, "  mesh: remove the node state directory\n")
 		}
+	}
+	if failed := countPlanErrors(r); failed > 0 {
+		inspected := len(r.Nodes) - failed
+		fmt.Fprintf(w, "\n%d of %d node(s) could not be inspected (errors above); %d of the %d inspected have changes to apply\n", failed, len(r.Nodes), changed, inspected)
+		return
 	}
 	fmt.Fprintf(w, "\n%d of %d node(s) have changes to apply\n", changed, len(r.Nodes))
 }
@@ -621,9 +626,17 @@ func Status(ctx context.Context, c Common, d DistOptions) error {
 	}
 	var live *consulapi.Health
 	var liveErr error
+	// The live tables mark a node the table above shows unreachable,
+	// without its error again.
+	down := map[string]string{}
+	for _, n := range res.Nodes {
+		if !n.Reachable {
+			down[n.Node] = n.Error
+		}
+	}
 	if c.JSON {
 		if !d.SkipLive {
-			live, liveErr = liveStatus(ctx, c, r)
+			live, liveErr = liveStatus(ctx, c, r, down)
 		}
 		out := struct {
 			*distribute.StatusResult
@@ -635,11 +648,8 @@ func Status(ctx context.Context, c Common, d DistOptions) error {
 	} else {
 		writeStatus(c.stdout(), res, c.now())
 		if !d.SkipLive {
-			live, liveErr = liveStatus(ctx, c, r)
+			live, liveErr = liveStatus(ctx, c, r, down)
 		}
-	}
-	if liveErr != nil {
-		return fmt.Errorf("%w: the Consul cluster is not healthy: %v", ErrReported, summarizeErr(liveErr))
 	}
 	bad := 0
 	for _, n := range res.Nodes {
@@ -647,8 +657,15 @@ func Status(ctx context.Context, c Common, d DistOptions) error {
 			bad++
 		}
 	}
+	var problems []string
 	if bad > 0 {
-		return fmt.Errorf("%w: %d node(s) unreachable, drifted or not up to date", ErrReported, bad)
+		problems = append(problems, fmt.Sprintf("%d node(s) unreachable, drifted or not up to date", bad))
+	}
+	if liveErr != nil {
+		problems = append(problems, "the Consul cluster is not healthy: "+elideDown(summarizeErr(liveErr), down))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrReported, strings.Join(problems, "; "))
 	}
 	return nil
 }
@@ -693,13 +710,18 @@ func short(fp string) string {
 // ExpiryOptions are the options of `certs check-expiration`.
 type ExpiryOptions struct {
 	Remote   bool // read the certificates the nodes hold
-	WarnDays int  // exit non-zero when one expires within this many days
+	WarnDays int  // a warning (exit 4) when one expires within this many days
 }
 
-// CheckExpiration prints the expiry of the CA and every node certificate,
-// from the state dir or (Remote) from the nodes themselves.
+// CheckExpiration prints the expiry of the certificates the cluster file
+// uses: from the state dir, the CA, the CAs still trusted from a rollover
+// and every node's leaf; with Remote, the leaf each node holds (a node that
+// cannot be reached is a row saying so). Each certificate that is not ok is
+// named with the command that fixes it. It returns an error for the exit
+// code: a failure (expired, unreachable, unreadable, missing: exit 1) or
+// an ExpiryWarning (one expires within WarnDays: exit 4).
 func CheckExpiration(ctx context.Context, c Common, d DistOptions, e ExpiryOptions) error {
-	var rows []ca.CertStatus
+	var rows []ExpiryRow
 	if e.Remote {
 		r, err := openRemote(c, d)
 		if err != nil {
@@ -710,21 +732,21 @@ func CheckExpiration(ctx context.Context, c Common, d DistOptions, e ExpiryOptio
 		if res == nil {
 			return errors.New("status: no result")
 		}
-		now := c.now()
-		for _, n := range res.Nodes {
-			if n.CertNotAfter.IsZero() {
-				rows = append(rows, ca.CertStatus{Name: n.Node, Subject: "unreadable: " + orNone(n.Error)})
-				continue
-			}
-			days := int(n.CertNotAfter.Sub(now).Hours() / 24)
-			rows = append(rows, ca.CertStatus{Name: n.Node, Subject: n.CertSubject, NotAfter: n.CertNotAfter, DaysLeft: days, Expired: now.After(n.CertNotAfter)})
-		}
+		rows = remoteExpiry(r.t, res, c.now(), e.WarnDays)
 	} else {
+		t, err := inventory.Load(c.Inventory)
+		if err != nil {
+			return err
+		}
+		nodes, err := parseNodes(t, d.Nodes)
+		if err != nil {
+			return err
+		}
 		st, err := ca.Open(c.State, ca.OpenOptions{})
 		if err != nil {
 			return err
 		}
-		if rows, err = st.Expiry(c.now()); err != nil {
+		if rows, err = stateExpiry(st, t, nodes, c.now(), e.WarnDays); err != nil {
 			return err
 		}
 	}
@@ -735,14 +757,5 @@ func CheckExpiration(ctx context.Context, c Common, d DistOptions, e ExpiryOptio
 	} else if err := writeExpiry(c.stdout(), rows, e.WarnDays); err != nil {
 		return err
 	}
-	soon := 0
-	for _, r := range rows {
-		if r.NotAfter.IsZero() || r.Expired || r.DaysLeft <= e.WarnDays {
-			soon++
-		}
-	}
-	if soon > 0 {
-		return fmt.Errorf("%w: %d certificate(s) expired, unreadable or expiring within %d days: run `mtlsctl generate` then `mtlsctl apply`", ErrReported, soon, e.WarnDays)
-	}
-	return nil
+	return expiryResult(rows, e.WarnDays)
 }

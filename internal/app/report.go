@@ -90,7 +90,12 @@ func writeGenerateReport(w io.Writer, state string, r *GenerateReport, preview b
 			len(r.Nodes), counts[ca.Created], counts[ca.Reissued], counts[ca.Kept])
 	}
 	for _, name := range r.Removed {
-		fmt.Fprintf(w, "note: node %s is no longer in the cluster file; its certificate stays in %s until you remove it\n", name, state)
+		if preview {
+			fmt.Fprintf(w, "node %s is no longer in the cluster file: apply archives its certificate in %s\n", name, state)
+		}
+	}
+	for _, a := range r.Archived {
+		fmt.Fprintf(w, "archived the certificate of removed node %s to %s (no longer in the cluster file; nothing was deleted)\n", a.Node, a.Path)
 	}
 	for _, warn := range r.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", warn)
@@ -124,21 +129,4 @@ func portList(ps []int) string {
 		out[i] = strconv.Itoa(p)
 	}
 	return strings.Join(out, ",")
-}
-
-// writeExpiry prints an expiry table, flagging certificates within warnDays.
-func writeExpiry(w io.Writer, rows []ca.CertStatus, warnDays int) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CERTIFICATE\tSUBJECT\tEXPIRES\tDAYS LEFT\tSTATE")
-	for _, r := range rows {
-		state := "ok"
-		switch {
-		case r.Expired:
-			state = "EXPIRED"
-		case r.DaysLeft <= warnDays:
-			state = "renew soon"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", r.Name, r.Subject, r.NotAfter.UTC().Format("2006-01-02 15:04 MST"), r.DaysLeft, state)
-	}
-	return tw.Flush()
 }

@@ -59,12 +59,44 @@ func startRotation(ctx context.Context, c Common, d DistOptions, r RotateOptions
 	if err != nil {
 		return nil, err
 	}
+	if err := rem.requireReachable(ctx, c, what); err != nil {
+		rem.close()
+		return nil, err
+	}
 	lock, err := lockState(rem.st, what, r.ForceUnlock.Any())
 	if err != nil {
 		rem.close()
 		return nil, err
 	}
 	return &rotation{c: c, d: d, r: r, t: rem.t, st: rem.st, lock: lock, rem: rem, cl: rem.sess.Live()}, nil
+}
+
+// requireReachable inspects every selected node, in parallel, on the
+// session's connections, before a rotation changes anything: a rotation
+// that found a node down half way would leave new credentials in the state
+// and on some nodes only. Each unreachable node's error is printed once;
+// the error returned names them and says nothing was changed.
+func (r *remote) requireReachable(ctx context.Context, c Common, what string) error {
+	// The errors are printed below, not by the progress lines as well.
+	plain := r.rep.set(nil)
+	r.rep.set(failuresReported{to: plain})
+	res, err := r.sess.Plan(ctx, r.bundles, distribute.PlanOptions{})
+	r.rep.set(plain)
+	if err != nil {
+		return err
+	}
+	var down []string
+	for _, np := range res.Nodes {
+		if np.Err != nil {
+			down = append(down, np.Node)
+			fmt.Fprintf(c.logw(), "%-12s %-8s %s\n", np.Node, "unreachable", np.Error)
+		}
+	}
+	if len(down) > 0 {
+		return fmt.Errorf("%w: %s refused: %d of %d node(s) could not be reached (%s); nothing was changed, on the nodes or in the state directory: bring them back (or leave them out with --nodes where the command allows it), then run it again",
+			ErrReported, what, len(down), len(res.Nodes), strings.Join(down, ", "))
+	}
+	return nil
 }
 
 func (x *rotation) close() {
