@@ -114,7 +114,7 @@ func portsCommand() *cli.Command {
 				return err
 			}
 			format := c.String("format")
-			if c.String("output") == "json" && !c.IsSet("format") {
+			if global(c, "output") == "json" && !c.IsSet("format") {
 				format = "json"
 			}
 			if c.IsSet("catalog") {

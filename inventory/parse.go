@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"regexp"
 	"sort"
@@ -23,10 +24,17 @@ const maxFileSize = 8 << 20
 // memory.
 const maxYAMLNodes = 200_000
 
+// ErrNoClusterFile is matched (errors.Is) by the error of Load when the
+// cluster file does not exist.
+var ErrNoClusterFile = errors.New("no such file")
+
 // Load reads, defaults and validates the cluster file at path. Problems are
 // reported as a *ValidationError naming path, line and field.
 func Load(path string) (*Topology, error) {
 	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("cluster file %s: %w", path, ErrNoClusterFile)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster file: %w", err)
 	}
