@@ -20,8 +20,9 @@ import (
 	"github.com/mtlsctl/mtlsctl/internal/app"
 )
 
-// Version is set at build time with -ldflags "-X .../cmd.Version=...".
-var Version = "dev"
+// Version is set at build time with -ldflags "-X .../cmd.Version=..."; when
+// it is not, --version reads the build information (see version).
+var Version = ""
 
 // Main runs the command line with the given arguments and streams and returns
 // the process exit code: 0 success, 1 failure, 2 for "changes pending" under
@@ -46,7 +47,7 @@ func NewApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	a := &cli.App{
 		Name:    "mtlsctl",
 		Usage:   "secure a cluster's internal traffic with Consul mTLS, from one admin machine",
-		Version: Version,
+		Version: version(),
 		Reader:  stdin,
 		Writer:  stdout,
 		// Errors are returned to Main, which prints them once and picks the exit code.
