@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -239,5 +240,38 @@ func TestVersion(t *testing.T) {
 	code, out, _ := run(t, "--version")
 	if code != 0 || !strings.HasPrefix(out, "mtlsctl version ") || strings.Contains(out, "version dev\n") {
 		t.Errorf("--version: exit %d: %q", code, out)
+	}
+}
+
+// TestValidateWarnings: warnings go to stderr with file:line in text mode,
+// into a "warnings" array with -o json; the exit code stays 0.
+func TestValidateWarnings(t *testing.T) {
+	data, err := os.ReadFile(example("edge-5"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "cluster.yaml")
+	doc := strings.Replace(string(data), "components: [postgres, qpid]", "components: []", 1)
+	if err := os.WriteFile(f, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := run(t, "-i", f, "inventory", "validate")
+	if code != 0 || !strings.Contains(errOut, "warning: "+f+":28: datacenters[0].nodes[3].components: node \"n4\" has no components") {
+		t.Errorf("text: exit %d, stderr:\n%s", code, errOut)
+	}
+	code, out, errOut := run(t, "-i", f, "inventory", "validate", "-o", "json")
+	var v struct {
+		Cluster  string `json:"cluster"`
+		Warnings []struct {
+			File, Message string
+			Line          int
+		} `json:"warnings"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v.Cluster != "edge-5" || len(v.Warnings) != 1 || v.Warnings[0].Line != 28 || v.Warnings[0].File != f {
+		t.Errorf("json: exit %d %+v:\n%s\n%s", code, v, out, errOut)
+	}
+	code, out, _ = run(t, "-i", example("edge-5"), "inventory", "validate", "-o", "json")
+	if code != 0 || !strings.Contains(out, `"warnings": []`) {
+		t.Errorf("no warnings should be an empty array:\n%s", out)
 	}
 }

@@ -23,7 +23,14 @@ func Validate(c Common) error {
 		return err
 	}
 	if c.JSON {
-		return c.writeJSON(t.Cluster)
+		// The cluster as read, and the warnings next to it.
+		return c.writeJSON(struct {
+			*inventory.Cluster
+			Warnings []inventory.Warning `json:"warnings"`
+		}{t.Cluster, append([]inventory.Warning{}, t.Warnings...)})
+	}
+	for _, w := range t.Warnings {
+		fmt.Fprintf(c.stderr(), "warning: %s\n", w)
 	}
 	return t.Describe(c.stdout())
 }
