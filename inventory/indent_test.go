@@ -61,7 +61,7 @@ func TestOffendingLine(t *testing.T) {
 		want int
 	}{
 		{"a:\n  b: 1\n c: 2\n", 1, 3},
-		{"a: 1\n", 1, 0},             // valid: nothing to find
+		{"a: 1\n", 1, 0},              // valid: nothing to find
 		{"a:\n  - 1\n   - 2\n", 3, 0}, // from already fails
 		{"", 0, 0},
 	} {
