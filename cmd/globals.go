@@ -65,6 +65,9 @@ func (f commandGlobalFlag) String() string {
 // of the global flags.
 func addGlobalFlags(cmds []*cli.Command) {
 	for _, c := range cmds {
+		// urfave adds --help only once it runs the command, after it
+		// may have grouped the flags for the help: add it here.
+		c.Flags = append(c.Flags, cli.HelpFlag)
 		for _, g := range globals {
 			c.Flags = append(c.Flags, commandGlobalFlag{
 				StringFlag: &cli.StringFlag{Name: g.name, Aliases: g.aliases, Value: g.value, Usage: g.usage, Category: globalCategory},

@@ -42,7 +42,7 @@ func TestEveryCommandsHelp(t *testing.T) {
 			}
 		}
 		if len(path) > 0 {
-			for _, g := range []string{"--inventory FILE, -i FILE", "--state DIR", "--output FORMAT, -o FORMAT", "[$MTLSCTL_INVENTORY]", globalCategory} {
+			for _, g := range []string{"--help, -h", "--inventory FILE, -i FILE", "--state DIR", "--output FORMAT, -o FORMAT", "[$MTLSCTL_INVENTORY]", globalCategory} {
 				if !strings.Contains(out, g) {
 					t.Errorf("%v: help lacks the global flag text %q", args, g)
 				}
