@@ -69,6 +69,9 @@ func addGlobalFlags(cmds []*cli.Command) {
 		// may have grouped the flags for the help: add it here.
 		c.Flags = append(c.Flags, cli.HelpFlag)
 		for _, g := range globals {
+			if clash(c.Flags, g) {
+				continue // the command's own flag of that name wins
+			}
 			c.Flags = append(c.Flags, commandGlobalFlag{
 				StringFlag: &cli.StringFlag{Name: g.name, Aliases: g.aliases, Value: g.value, Usage: g.usage, Category: globalCategory},
 				env:        g.env,
@@ -96,6 +99,17 @@ func global(c *cli.Context, name string) string {
 		}
 	}
 	return ""
+}
+
+// clash reports whether flags already has g's name or one of its aliases
+// (the flag package refuses a name defined twice).
+func clash(flags []cli.Flag, g globalFlag) bool {
+	for _, n := range append([]string{g.name}, g.aliases...) {
+		if defines(flags, n) {
+			return true
+		}
+	}
+	return false
 }
 
 func defines(flags []cli.Flag, name string) bool {
