@@ -9,8 +9,12 @@ CONSUL_VERSIONS ?= 1.6.2 1.13.9
 
 all: build
 
+# --version prints the VCS revision recorded by -buildvcs (even under a
+# GOFLAGS=-buildvcs=false); a release sets the version itself:
+#   make build LDFLAGS='-X github.com/mtlsctl/mtlsctl/cmd.Version=v1.2.3'
+LDFLAGS ?=
 build:
-	$(GO) build -o $(BIN) ./cmd/mtlsctl
+	$(GO) build -buildvcs=auto -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mtlsctl
 
 ## demo: the whole bootstrap against a local sandbox cluster (no root, no network).
 demo: build

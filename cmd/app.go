@@ -21,8 +21,9 @@ import (
 	"github.com/mtlsctl/mtlsctl/internal/app"
 )
 
-// Version is set at build time with -ldflags "-X .../cmd.Version=...".
-var Version = "dev"
+// Version is set at build time with -ldflags "-X .../cmd.Version=..."; when
+// it is not, --version reads the build information (see version).
+var Version = ""
 
 // Main runs the command line with the given arguments and streams and returns
 // the process exit code: 0 success, 1 failure, 2 for "changes pending" under
@@ -60,28 +61,17 @@ func NewApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	a := &cli.App{
 		Name:    "mtlsctl",
 		Usage:   "secure a cluster's internal traffic with Consul mTLS, from one admin machine",
-		Version: Version,
+		Version: version(),
 		Reader:  stdin,
 		Writer:  stdout,
 		// Errors are returned to Main, which prints them once and picks the exit code.
 		ErrWriter:            stderr,
 		ExitErrHandler:       func(*cli.Context, error) {},
-		HideHelpCommand:      true,
+		Suggest:              true,
 		EnableBashCompletion: true,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "inventory", Aliases: []string{"i"}, Value: "cluster.yaml", EnvVars: []string{"MTLSCTL_INVENTORY"}, Usage: "the cluster `FILE`"},
-			&cli.StringFlag{Name: "state", Value: "mtlsctl-state", EnvVars: []string{"MTLSCTL_STATE"}, Usage: "the admin-side state `DIR` (CA, keys, certificates; 0700)"},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output format: text or json"},
-		},
-		Before: func(c *cli.Context) error {
-			switch c.String("output") {
-			case "text", "json":
-				return nil
-			}
-			return app.Usagef("--output %q: use text or json", c.String("output"))
-		},
-		OnUsageError: onUsageError,
-		Action:       groupAction,
+		Flags:                rootGlobalFlags(),
+		OnUsageError:         onUsageError,
+		Action:               groupAction,
 		Commands: []*cli.Command{
 			inventoryCommand(),
 			generateCommand(),
@@ -103,16 +93,18 @@ func NewApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			c.Action = groupAction
 		}
 	}
+	addGlobalFlags(a.Commands)
 	wireUsage(a.Commands)
+	a.Action = wrapAction(a.Action)
 	return a
 }
 
-// common reads the global flags.
+// common reads the global flags (see global: before or after the command).
 func common(c *cli.Context) app.Common {
 	return app.Common{
-		Inventory:   c.String("inventory"),
-		State:       c.String("state"),
-		JSON:        c.String("output") == "json",
+		Inventory:   global(c, "inventory"),
+		State:       global(c, "state"),
+		JSON:        global(c, "output") == "json",
 		Stdin:       c.App.Reader,
 		Stdout:      c.App.Writer,
 		Stderr:      c.App.ErrWriter,

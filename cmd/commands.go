@@ -6,6 +6,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mtlsctl/mtlsctl/internal/app"
+	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
 func inventoryCommand() *cli.Command {
@@ -28,8 +29,8 @@ func inventoryCommand() *cli.Command {
 				Usage:     "turn Apigee silent config file(s) (one per region) into a cluster file",
 				ArgsUsage: "SILENT_CONFIG [SILENT_CONFIG...]",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "out", Usage: "write the cluster file to `FILE` (default: the --inventory path)"},
-					&cli.StringFlag{Name: "name", Usage: "cluster name (default: from the first file's name)"},
+					&cli.StringFlag{Name: "out", DefaultText: "the --inventory path", Usage: "write the cluster file to `FILE`"},
+					&cli.StringFlag{Name: "name", DefaultText: inventory.DefaultImportCluster + " (a silent config names no cluster)", Usage: "cluster `NAME`"},
 					&cli.BoolFlag{Name: "force", Usage: "replace an existing cluster file"},
 				},
 				Action: func(c *cli.Context) error {
@@ -54,15 +55,10 @@ func generateCommand() *cli.Command {
 		Usage: "create what is missing in the state dir: CA, gossip key, a certificate per node",
 		Description: "Idempotent: an existing CA or gossip key is never replaced; a node's certificate is\n" +
 			"reissued only when its name, address, datacenter or role changed, or it is close to expiry.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "ca-key-type", Value: "ecdsa-p256", Usage: "key type of a new CA: ecdsa-p256, rsa-2048 or rsa-4096"},
-			&cli.StringFlag{Name: "key-type", Value: "ecdsa-p256", Usage: "key type of new node certificates: ecdsa-p256, rsa-2048 or rsa-4096"},
-			&cli.IntFlag{Name: "ca-days", Value: 1825, Usage: "validity of a new CA, in days"},
-			&cli.IntFlag{Name: "cert-days", Usage: "validity of new node certificates, in days (default: the cluster file's certs.days, else 365)"},
+		Flags: append(append(caFlags(), leafFlags()...),
 			&cli.IntFlag{Name: "renew-before", Value: 30, Usage: "reissue node certificates that expire within this many `DAYS`"},
-			&cli.BoolFlag{Name: "name-constraints", Usage: "limit a new CA to the Consul domain and localhost (X.509 name constraints)"},
 			&cli.BoolFlag{Name: "force-unlock", Usage: "clear a state lock left by a dead mtlsctl run (refused while it runs)"},
-		},
+		),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -106,16 +102,21 @@ func portsCommand() *cli.Command {
 		Name:  "ports",
 		Usage: "print the proxy-port assignment per node",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "format", Value: "table", Usage: "table, json or apigee-report (the JSON shape of `apigee-mtls report`)"},
-			&cli.StringFlag{Name: "catalog", Usage: "print a connection catalogue instead: `edge` (Edge for Private Cloud with mTLS, with this cluster's mesh paths) or hybrid (Apigee hybrid runtime plane)"},
+			&cli.StringFlag{Name: "format", DefaultText: "table, or json with -o json", Usage: "`FORMAT`: table, json or apigee-report (the JSON shape of apigee-mtls's report)"},
+			&cli.StringFlag{Name: "catalog", Usage: "print a connection catalogue instead: `NAME` is edge (Edge for Private Cloud with mTLS, with this cluster's mesh paths) or hybrid (Apigee hybrid runtime plane)"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
 			}
 			format := c.String("format")
-			if c.String("output") == "json" && !c.IsSet("format") {
+			switch {
+			case !c.IsSet("format") && global(c, "output") == "json":
 				format = "json"
+			case !c.IsSet("format"):
+				format = "table"
+			case format == "table" && global(c, "output") == "json":
+				return app.Usagef("ports: -o json and --format table contradict each other: drop one (-o json alone prints JSON)")
 			}
 			if c.IsSet("catalog") {
 				name := c.String("catalog")
@@ -140,11 +141,27 @@ func portsCommand() *cli.Command {
 // sshFlags are the flags of every command that reaches the nodes.
 func sshFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.IntFlag{Name: "concurrency", Value: 20, Usage: "nodes worked on at once"},
-		&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "deadline for each SSH step on a node"},
+		&cli.IntFlag{Name: "concurrency", Value: 20, Usage: "`N` nodes worked on at once", Action: positive[int]("concurrency", "a number of nodes, e.g. 20")},
+		&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "deadline (a `DURATION`, e.g. 30s) for each SSH step on a node", Action: positive[time.Duration]("timeout", "a duration, e.g. 30s or 2m")},
 		&cli.BoolFlag{Name: "accept-new-host-keys", Usage: "trust hosts missing from known_hosts and record them (a changed key is always refused)"},
 		&cli.StringSliceFlag{Name: "nodes", Usage: "limit to these node `NAMES` (comma-separated)"},
-		&cli.BoolFlag{Name: "skip-live", Usage: "do not query the Consul agents (no health wait after apply, no live section in status)"},
+	}
+}
+
+// skipLiveFlag is --skip-live, offered only by the commands that ask the
+// Consul agents something; usage says what it leaves out there.
+func skipLiveFlag(usage string) cli.Flag {
+	return &cli.BoolFlag{Name: "skip-live", Usage: "do not query the Consul agents: " + usage}
+}
+
+// positive is the Action of a numeric flag that must be above zero: a zero
+// or negative value is a usage error naming the flag and what to give.
+func positive[T int | time.Duration](flag, what string) func(*cli.Context, T) error {
+	return func(c *cli.Context, v T) error {
+		if v <= 0 {
+			return &commandUsage{cmd: commandName(c), err: app.Usagef("--%s %v: give a positive value, %s", flag, v, what)}
+		}
+		return nil
 	}
 }
 
@@ -163,6 +180,7 @@ func planCommand() *cli.Command {
 		Name:  "plan",
 		Usage: "show, per node, which files would be created, changed or left alone (changes nothing)",
 		Flags: append(sshFlags(),
+			skipLiveFlag("the mesh intentions are not compared with the cluster's"),
 			&cli.BoolFlag{Name: "detailed-exitcode", Usage: "exit 2 when changes are pending, 0 when none"},
 			&cli.StringFlag{Name: "out", Usage: "save the plan to `FILE`; `mtlsctl apply FILE` then applies exactly it"},
 		),
@@ -190,6 +208,7 @@ func applyCommand() *cli.Command {
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
 			forceUnlockFlag(),
 			&cli.BoolFlag{Name: "skip-preflight", Usage: "do not check free ports and clock skew on the nodes before starting"},
+			skipLiveFlag("no health wait after the commit, no intentions or ACL tokens written (nodes without a running agent)"),
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {
@@ -209,7 +228,7 @@ func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "per node: reachable, generation, CA and gossip fingerprints, cert expiry, drift; live Consul health",
-		Flags: sshFlags(),
+		Flags: append(sshFlags(), skipLiveFlag("no live section (members, health, keyring)")),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -224,8 +243,8 @@ func verifyCommand() *cli.Command {
 		Name:  "verify",
 		Usage: "from every node, every allowed mesh path carries a connection and a sample of each denied one is refused",
 		Flags: append(sshFlags(),
-			&cli.DurationFlag{Name: "hold", Value: time.Second, Usage: "a connection still open after this long, with no answer, counts as carried (components that wait for the client)"},
-			&cli.DurationFlag{Name: "connect-timeout", Value: 5 * time.Second, Usage: "deadline for each probe connection"},
+			&cli.DurationFlag{Name: "hold", Value: time.Second, Usage: "a connection still open after this `DURATION`, with no answer, counts as carried (components that wait for the client)"},
+			&cli.DurationFlag{Name: "connect-timeout", Value: 5 * time.Second, Usage: "deadline (a `DURATION`) for each probe connection"},
 		),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -246,6 +265,7 @@ func uninstallCommand() *cli.Command {
 		Flags: append(sshFlags(),
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
 			forceUnlockFlag(),
+			skipLiveFlag("intentions and ACL tokens are left in Consul"),
 		),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -267,18 +287,31 @@ func certsCommand() *cli.Command {
 				Description: "Lists the certificates the cluster file uses: the CA, a CA still trusted during a rollover,\n" +
 					"and each node's certificate (a node removed from the cluster file is not listed). With --remote,\n" +
 					"the certificate each node holds; a node that cannot be reached is listed as unreachable.\n" +
-					"Each certificate that is not ok is named with the command that fixes it: `mtlsctl rotate certs\n" +
-					"--nodes N` for a node's, `mtlsctl rotate ca` for the CA.\n\n" +
+					"Each certificate that is not ok is named with the command that fixes it:\n" +
+					"`mtlsctl rotate certs --nodes N` for a node's, `mtlsctl rotate ca` for the CA.\n\n" +
 					"Exit codes: 0 every certificate ok; 4 a warning: a certificate expires within --warn-days;\n" +
 					"1 a failure: a certificate expired, a node unreachable (--remote) or a certificate unreadable\n" +
 					"or missing; 3 a usage error.",
 				Flags: append(sshFlags(),
 					&cli.BoolFlag{Name: "remote", Usage: "read the certificate each node actually holds"},
-					&cli.IntFlag{Name: "warn-days", Value: 30, Usage: "warn (exit 4) when a certificate expires within `DAYS`"},
+					&cli.IntFlag{Name: "warn-days", Value: 30, Usage: "warn (exit 4) when a certificate expires within `DAYS`", Action: func(c *cli.Context, v int) error {
+						if v < 0 {
+							return app.Usagef("--warn-days %d: give zero or more days", v)
+						}
+						return nil
+					}},
 				),
 				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
 						return err
+					}
+					if !c.Bool("remote") {
+						for _, f := range sshFlags() {
+							// --nodes also picks the rows of the local listing.
+							if name := f.Names()[0]; name != "nodes" && c.IsSet(name) {
+								return app.Usagef("certs check-expiration --%s: it applies to the connections to the nodes, with --remote only", name)
+							}
+						}
 					}
 					return app.CheckExpiration(c.Context, common(c), distOptions(c), app.ExpiryOptions{
 						Remote:   c.Bool("remote"),
@@ -297,7 +330,7 @@ func demoCommand() *cli.Command {
 		Description: "Starts in-process SSH/SFTP servers on loopback, one per node, each with its own host key\n" +
 			"and file root, and runs the real pipeline against them. Needs no root, no setup, no network.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "example", Value: "edge-5", Usage: "topology: edge-5, edge-9, edge-12 or edge-13"},
+			&cli.StringFlag{Name: "example", Value: "edge-5", Usage: "`TOPOLOGY`: edge-5, edge-9, edge-12 or edge-13"},
 			&cli.StringFlag{Name: "dir", Usage: "keep the sandbox (state, node roots) in `DIR` instead of a temporary directory"},
 		},
 		Action: func(c *cli.Context) error {

@@ -10,6 +10,7 @@ import (
 	"github.com/mtlsctl/mtlsctl/ca"
 	"github.com/mtlsctl/mtlsctl/distribute"
 	"github.com/mtlsctl/mtlsctl/internal/app"
+	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
 // Exit codes, as the README promises them.
@@ -62,6 +63,8 @@ func hint(err error) string {
 		return fmt.Sprintf("see `%s --help`", usage.cmd)
 	case errors.Is(err, app.ErrUsage):
 		return "see `mtlsctl --help`"
+	case errors.Is(err, inventory.ErrNoClusterFile):
+		return "give the cluster file with -i FILE or MTLSCTL_INVENTORY (`mtlsctl sandbox up` or the files in examples/ give one to start from)"
 	case errors.Is(err, ca.ErrNoState):
 		return "run `mtlsctl generate` to create it, or point --state (or MTLSCTL_STATE) at the existing one"
 	case errors.Is(err, ca.ErrNoCA):
@@ -111,16 +114,25 @@ func onUsageError(c *cli.Context, err error, _ bool) error {
 func wireUsage(cmds []*cli.Command) {
 	for _, c := range cmds {
 		c.OnUsageError = onUsageError
-		if action := c.Action; action != nil {
-			c.Action = func(ctx *cli.Context) error {
-				err := action(ctx)
-				if errors.Is(err, app.ErrUsage) {
-					return &commandUsage{cmd: commandName(ctx), err: err}
-				}
-				return err
-			}
+		if c.Action != nil {
+			c.Action = wrapAction(c.Action)
 		}
 		wireUsage(c.Subcommands)
+	}
+}
+
+// wrapAction checks --output before the action runs and tags the usage
+// errors action returns with the command's name.
+func wrapAction(action cli.ActionFunc) cli.ActionFunc {
+	return func(ctx *cli.Context) error {
+		err := checkOutput(ctx)
+		if err == nil {
+			err = action(ctx)
+		}
+		if errors.Is(err, app.ErrUsage) && !errors.As(err, new(*commandUsage)) {
+			return &commandUsage{cmd: commandName(ctx), err: err}
+		}
+		return err
 	}
 }
 
@@ -156,5 +168,54 @@ func groupAction(c *cli.Context) error {
 			names = append(names, sub.Name)
 		}
 	}
+	if s := closest(c.Args().First(), names); s != "" {
+		return app.Usagef("unknown command %q: did you mean %q? (commands: %s)", c.Args().First(), s, strings.Join(names, ", "))
+	}
 	return app.Usagef("unknown command %q (commands: %s)", c.Args().First(), strings.Join(names, ", "))
+}
+
+// closest returns the name in names nearest to typed (a typo or a prefix),
+// or "" when none is near enough to be a likely meaning.
+func closest(typed string, names []string) string {
+	best, bestDist := "", -1
+	for _, n := range names {
+		d := editDistance(typed, n)
+		if strings.HasPrefix(n, typed) && typed != "" {
+			d = min(d, 1)
+		}
+		if bestDist < 0 || d < bestDist {
+			best, bestDist = n, d
+		}
+	}
+	if bestDist < 0 || bestDist > max(2, len(typed)/3) {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, counting a swap
+// of two neighbouring letters as one edit.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	d := make([][]int, len(ra)+1)
+	for i := range d {
+		d[i] = make([]int, len(rb)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(ra)][len(rb)]
 }

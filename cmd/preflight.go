@@ -15,7 +15,7 @@ func preflightCommand() *cli.Command {
 			"and the fix. The exit status is non-zero when any check fails.",
 		Flags: append(sshFlags(),
 			&cli.StringFlag{Name: "apigee-version", Value: distribute.DefaultApigeeVersion,
-				Usage: "Apigee Edge release whose OS support table applies: 4.19.06, 4.50.00 or 4.51.00"},
+				Usage: "the Apigee Edge `RELEASE` whose OS support table applies: 4.19.06, 4.50.00 or 4.51.00"},
 		),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {

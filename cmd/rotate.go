@@ -30,6 +30,12 @@ func rotateCommand() *cli.Command {
 					Yes:         c.Bool("yes"),
 					ForceUnlock: forceUnlock(c),
 					GossipWait:  c.Duration("wait"),
+
+					KeyType:         c.String("key-type"),
+					CertDays:        c.Int("cert-days"),
+					CAKeyType:       c.String("ca-key-type"),
+					CADays:          c.Int("ca-days"),
+					NameConstraints: c.Bool("name-constraints"),
 				})
 			},
 		}
@@ -42,12 +48,14 @@ func rotateCommand() *cli.Command {
 				"Install the new key, wait until every member of every pool (LAN per datacenter, WAN) holds it,\n"+
 					"make it primary, remove the old key, then write the new encrypt into every node's config.\n"+
 					"A member that is down stops the rotation before the switch; re-running resumes.",
-				[]cli.Flag{&cli.DurationFlag{Name: "wait", Usage: "how long to wait for every member to hold the new key (default: scaled to the cluster size, at least 30s)"}},
+				[]cli.Flag{&cli.DurationFlag{Name: "wait", DefaultText: "scaled to the cluster size, at least 30s", Usage: "how long (a `DURATION`) to wait for every member to hold the new key"}},
 				app.RotateGossip),
 			sub("certs", "reissue node certificates from the same CA, reload, verify what each agent serves",
-				"Without --nodes every node's certificate is reissued.", nil, app.RotateCerts),
+				"Without --nodes every node's certificate is reissued.",
+				leafFlags(), app.RotateCerts),
 			sub("ca", "roll over to a new CA: trust old+new, reissue leaves, drop the old CA (each phase verified)",
-				"The old CA key stays archived in the state directory. Re-running resumes at the recorded phase.", nil, app.RotateCA),
+				"The old CA key stays archived in the state directory. Re-running resumes at the recorded phase.",
+				append(caFlags(), leafFlags()...), app.RotateCA),
 			sub("tokens", "replace every ACL token: agents', proxies' and the management token",
 				"New tokens are made in Consul first, pushed (agents reload, each proxy restarts on its new token,\n"+
 					"one proxy of a class at a time) and verified; only then are the old ones deleted. The new\n"+

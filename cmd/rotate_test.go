@@ -36,7 +36,7 @@ func TestRotateCommand(t *testing.T) {
 		{"ca needs --yes off a terminal", []string{"rotate", "ca"}, "pass --yes"},
 		{"no such rotation", []string{"rotate", "ca", "extra"}, "unexpected argument"},
 		{"tokens refuses --nodes", []string{"rotate", "tokens", "--nodes", "n1"}, "--nodes is not allowed"},
-		{"tokens needs the live cluster", []string{"rotate", "tokens", "--skip-live"}, "--skip-live is not allowed"},
+		{"tokens needs the live cluster", []string{"rotate", "tokens", "--skip-live"}, "flag provided but not defined: -skip-live"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := runRotate(t, append([]string{"-i", inv, "--state", state}, tc.args...)...)

@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -70,7 +71,41 @@ func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
 type problems struct {
 	file  string
 	list  []Problem
+	warns []Problem      // not errors: the file is usable as it is
 	lines map[string]int // field path → line; "" is the document
+}
+
+// warn records a warning about field: something valid but probably not
+// meant (see Topology.Warnings).
+func (p *problems) warn(field, format string, args ...any) {
+	p.warns = append(p.warns, Problem{Line: p.line(field), Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Warning is a Problem that does not stop the cluster file from being used,
+// with the file it is in. String formats it as "file:line: field: message".
+type Warning struct {
+	File string `json:"file,omitempty"`
+	Problem
+}
+
+func (w Warning) String() string {
+	if w.File == "" {
+		return w.Problem.String()
+	}
+	if w.Line == 0 {
+		return w.File + ": " + w.Problem.String()
+	}
+	return w.File + ":" + w.Problem.String()
+}
+
+// MarshalJSON writes a warning as {file, line, field, message, text}.
+func (w Warning) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		File    string `json:"file,omitempty"`
+		Line    int    `json:"line,omitempty"`
+		Field   string `json:"field,omitempty"`
+		Message string `json:"message"`
+	}{w.File, w.Line, w.Field, w.Msg})
 }
 
 func newProblems(file string) *problems {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"regexp"
 	"sort"
@@ -23,10 +24,22 @@ const maxFileSize = 8 << 20
 // memory.
 const maxYAMLNodes = 200_000
 
+// ErrNoClusterFile is matched (errors.Is) by the error of Load when the
+// cluster file does not exist; so is fs.ErrNotExist.
+var ErrNoClusterFile error = noFileError{}
+
+type noFileError struct{}
+
+func (noFileError) Error() string        { return "no such file" }
+func (noFileError) Is(target error) bool { return target == fs.ErrNotExist }
+
 // Load reads, defaults and validates the cluster file at path. Problems are
 // reported as a *ValidationError naming path, line and field.
 func Load(path string) (*Topology, error) {
 	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("cluster file %s: %w", path, ErrNoClusterFile)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster file: %w", err)
 	}
@@ -80,6 +93,15 @@ func decode(ps *problems, data []byte) *Cluster {
 			line, _ = strconv.Atoi(m[1])
 			msg = m[2]
 		}
+		if strings.HasPrefix(msg, "mapping values are not allowed") {
+			msg += " (a key indented deeper than the one above it? check this line's indentation)"
+		}
+		if off := offendingLine(data, line); off > line {
+			// yaml names the start of the block it was in; the slip (an
+			// indentation, most often) is on the first line that breaks it.
+			msg += fmt.Sprintf(" (in the block from line %d: check this line's indentation)", line)
+			line = off
+		}
 		ps.addLine(line, "", "not valid YAML: %s", msg)
 		return nil
 	}
@@ -105,6 +127,32 @@ func decode(ps *problems, data []byte) *Cluster {
 		return nil
 	}
 	return c
+}
+
+// offendingLine returns the first line whose text makes data invalid YAML:
+// the smallest n such that lines 1..n do not parse (binary search; a block
+// cut at a line boundary parses). 0 when it cannot tell (from is not before
+// it, or data's first from lines already fail).
+func offendingLine(data []byte, from int) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	fails := func(n int) bool {
+		var v yaml.Node
+		err := yaml.Unmarshal(bytes.Join(lines[:n], nil), &v)
+		return err != nil
+	}
+	if from < 1 || from >= len(lines) || fails(from) || !fails(len(lines)) {
+		return 0
+	}
+	lo, hi := from, len(lines) // lines[:lo] parse, lines[:hi] fail
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi
 }
 
 // decoder walks the yaml.Node tree, reporting shape problems to ps.

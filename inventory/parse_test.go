@@ -422,7 +422,7 @@ func TestLoad(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), path+":19: datacenters[0].nodes[2].components[2]: unknown component \"zookeper\"") {
 		t.Errorf("err = %v", err)
 	}
-	if _, err := Load(filepath.Join(dir, "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := Load(filepath.Join(dir, "missing.yaml")); !errors.Is(err, os.ErrNotExist) || !errors.Is(err, ErrNoClusterFile) {
 		t.Errorf("missing file: err = %v", err)
 	}
 }

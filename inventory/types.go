@@ -210,6 +210,9 @@ type Topology struct {
 	Cluster *Cluster
 	// Nodes lists every node, in file order.
 	Nodes []*Node
+	// Warnings are things valid but probably not meant (a node with no
+	// components, an even number of servers), in file order.
+	Warnings []Warning
 }
 
 // Node returns the node with the given name, or nil.

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"path"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"text/template"
@@ -105,12 +106,18 @@ func validate(c *Cluster, ps *problems) (*Topology, error) {
 			}
 			t.Nodes = append(t.Nodes, n)
 			validateNode(n, np, c.Mesh.Enabled, ps, nameSeen, addrSeen)
+			if len(n.Components) == 0 && n.Name != "" {
+				ps.warn(np+".components", "node %q has no components: it only runs a Consul client agent and the egress proxy; list what it runs, or remove it", n.Name)
+			}
 			if n.IsServer() {
 				servers++
 				if !n.IsTemplate() {
 					literal++
 				}
 			}
+		}
+		if servers >= MinServers && servers%2 == 0 {
+			ps.warn(dp, "datacenter %q has %d Consul servers (zookeeper nodes): an even number tolerates no more failures than %d (quorum is %d); Consul recommends 3 or 5", dc.Name, servers, servers-1, servers/2+1)
 		}
 		if servers < MinServers {
 			ps.add(dp, "datacenter %q has %d Consul server(s) (zookeeper nodes): Apigee mTLS requires at least %d per datacenter; add zookeeper to more nodes", dc.Name, servers, MinServers)
@@ -124,6 +131,10 @@ func validate(c *Cluster, ps *problems) (*Topology, error) {
 	if err := ps.err(); err != nil {
 		return nil, err
 	}
+	for _, w := range ps.warns {
+		t.Warnings = append(t.Warnings, Warning{File: ps.file, Problem: w})
+	}
+	sort.SliceStable(t.Warnings, func(i, j int) bool { return t.Warnings[i].Line < t.Warnings[j].Line })
 	return t, nil
 }
 
@@ -493,6 +504,10 @@ func validateNode(n *Node, np string, mesh bool, ps *problems, names map[string]
 	for k, comp := range n.Components {
 		cp := fmt.Sprintf("%s.components[%d]", np, k)
 		switch {
+		case !validComponent(comp) && strings.Contains(string(comp), " - "):
+			// YAML folds a "- item" indented deeper than the one above
+			// into that item's text.
+			ps.add(cp, "%q is list items run together: a \"-\" below this line is indented deeper than this one; align it with this line's \"-\"", comp)
 		case !validComponent(comp):
 			ps.add(cp, "%s", unknownComponent(comp, Components))
 		case seen[comp]:

@@ -23,7 +23,14 @@ func Validate(c Common) error {
 		return err
 	}
 	if c.JSON {
-		return c.writeJSON(t.Cluster)
+		// The cluster as read, and the warnings next to it.
+		return c.writeJSON(struct {
+			*inventory.Cluster
+			Warnings []inventory.Warning `json:"warnings"`
+		}{t.Cluster, append([]inventory.Warning{}, t.Warnings...)})
+	}
+	for _, w := range t.Warnings {
+		fmt.Fprintf(c.stderr(), "warning: %s\n", w)
 	}
 	return t.Describe(c.stdout())
 }
@@ -155,21 +162,30 @@ func countNodes(cl *inventory.Cluster) int {
 
 // GenerateOptions are the options of `generate`.
 type GenerateOptions struct {
-	CAKeyType       string
-	KeyType         string
-	CADays          int
-	CertDays        int // 0: the cluster file's certs.days, else 365
+	CAKeyType       string // "": ecdsa-p256
+	KeyType         string // "": ecdsa-p256
+	CADays          int    // 0: 1825
+	CertDays        int    // 0: the cluster file's certs.days, else 365
 	RenewBefore     time.Duration
 	NameConstraints bool
 	ForceUnlock     bool // clear a state lock left by a dead run
 }
 
+// CheckKeyType refuses a key type mtlsctl does not make, as a usage error
+// naming flag ("" is the default and fine).
+func CheckKeyType(flag, keyType string) error {
+	if err := ca.CheckKeyType(keyType); err != nil {
+		return Usagef("--%s: %w", flag, err)
+	}
+	return nil
+}
+
 // check refuses flag values generate cannot use, as usage errors, before
 // anything is read or locked.
 func (o GenerateOptions) check() error {
-	for _, f := range []struct{ flag, keyType string }{{"--ca-key-type", o.CAKeyType}, {"--key-type", o.KeyType}} {
-		if err := ca.CheckKeyType(f.keyType); err != nil {
-			return Usagef("%s: %w", f.flag, err)
+	for _, f := range []struct{ flag, keyType string }{{"ca-key-type", o.CAKeyType}, {"key-type", o.KeyType}} {
+		if err := CheckKeyType(f.flag, f.keyType); err != nil {
+			return err
 		}
 	}
 	for _, f := range []struct {
@@ -209,6 +225,7 @@ func Generate(c Common, o GenerateOptions) error {
 	if err != nil {
 		return err
 	}
+	o.noteIdle(c, rep.GenerateReport)
 	if c.JSON {
 		return c.writeJSON(rep)
 	}
@@ -263,6 +280,51 @@ func generateLocked(st *ca.State, t *inventory.Topology, o ca.GenerateOptions) (
 		return nil, err
 	}
 	return &GenerateReport{GenerateReport: rep, PortChanges: ports.Changes(prev)}, nil
+}
+
+// noteIdle says on stderr which of the flags given could not act this
+// time: those of a new CA when the CA exists, those of new certificates
+// when none was issued. Not an error: generate did what was needed.
+func (o GenerateOptions) noteIdle(c Common, rep *ca.GenerateReport) {
+	if rep.CA.Action == ca.Kept {
+		if flags := given(map[string]bool{"--ca-key-type": o.CAKeyType != "", "--ca-days": o.CADays != 0, "--name-constraints": o.NameConstraints}); flags != "" {
+			fmt.Fprintf(c.stderr(), "note: %s did nothing: they configure a new CA, and the CA in %s exists and is never replaced; `mtlsctl rotate ca` with them rolls over to a new one\n", flags, c.State)
+		}
+	}
+	issued := 0
+	for _, n := range rep.Nodes {
+		if n.Action != ca.Kept {
+			issued++
+		}
+	}
+	if issued == 0 {
+		if flags := given(map[string]bool{"--cert-days": o.CertDays != 0, "--key-type": o.KeyType != ""}); flags != "" {
+			fmt.Fprintf(c.stderr(), "note: %s did nothing: they apply to newly issued node certificates, and every node's certificate is current; `mtlsctl rotate certs %s` reissues them now\n", flags, o.leafArgs())
+		}
+	}
+}
+
+// given joins the names of the flags that are set, in a fixed order.
+func given(set map[string]bool) string {
+	var names []string
+	for _, f := range []string{"--ca-key-type", "--ca-days", "--name-constraints", "--key-type", "--cert-days"} {
+		if set[f] {
+			names = append(names, f)
+		}
+	}
+	return strings.Join(names, " and ")
+}
+
+// leafArgs are the leaf flags as given, for the rotate certs suggestion.
+func (o GenerateOptions) leafArgs() string {
+	var a []string
+	if o.CertDays != 0 {
+		a = append(a, fmt.Sprintf("--cert-days %d", o.CertDays))
+	}
+	if o.KeyType != "" {
+		a = append(a, "--key-type "+o.KeyType)
+	}
+	return strings.Join(a, " ")
 }
 
 // ensureTokens makes the ACL tokens the cluster file needs that the state

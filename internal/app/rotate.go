@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,22 @@ type RotateOptions struct {
 	// GossipWait bounds how long `rotate gossip` waits for every member to
 	// hold the new key (0: the default, scaled to the cluster's size).
 	GossipWait time.Duration
+	// The reissued leaves (rotate certs, rotate ca): "" and 0 are the
+	// defaults of generate (ecdsa-p256; the cluster file's certs.days, else 365).
+	KeyType  string
+	CertDays int
+	// The new CA (rotate ca): "" and 0 are ca's defaults.
+	CAKeyType       string
+	CADays          int
+	NameConstraints bool
+}
+
+// leafOptions are the generate options of the leaves a rotation reissues.
+func (r RotateOptions) leafOptions(t *inventory.Topology) ca.GenerateOptions {
+	return ca.GenerateOptions{
+		Leaf:     ca.IssueOptions{KeyType: r.KeyType},
+		LeafDays: cmp.Or(r.CertDays, t.Cluster.Certs.Days),
+	}
 }
 
 // logw is where per-phase progress goes: stdout, or stderr under -o json.
@@ -271,7 +288,9 @@ func RotateCerts(ctx context.Context, c Common, d DistOptions, r RotateOptions) 
 	if err != nil {
 		return err
 	}
-	rep, err := x.st.Generate(x.t, ca.GenerateOptions{ReissueAll: len(nodes) == 0, Reissue: nodes})
+	gen := r.leafOptions(x.t)
+	gen.ReissueAll, gen.Reissue = len(nodes) == 0, nodes
+	rep, err := x.st.Generate(x.t, gen)
 	if err != nil {
 		return err
 	}
@@ -334,6 +353,13 @@ func RotateCA(ctx context.Context, c Common, d DistOptions, r RotateOptions) err
 	res, err := rotate.RotateCA(ctx, rotate.CAOptions{
 		State:    x.st,
 		Topology: x.t,
+		NewCA: ca.CAOptions{
+			KeyType:         r.CAKeyType,
+			Days:            r.CADays,
+			Domain:          x.t.Cluster.Consul.Domain,
+			NameConstraints: r.NameConstraints,
+		},
+		Generate: r.leafOptions(x.t),
 		Apply: func(ctx context.Context, phase string) error {
 			b, err := x.push(ctx, "ca "+phase)
 			pushed = b
