@@ -62,10 +62,13 @@ func TestCheckExpirationExitCodes(t *testing.T) {
 	if code != 4 {
 		t.Errorf("CA within --warn-days: exit %d, want 4", code)
 	}
-	var rows []app.ExpiryRow
-	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+	var doc struct {
+		Certificates []app.ExpiryRow
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
+	rows := doc.Certificates
 	if len(rows) != 6 || rows[0].Name != "ca" || rows[0].State != app.ExpiryWarn || rows[0].Fix != "mtlsctl rotate ca" || rows[0].Server != nil {
 		t.Errorf("CA row %+v", rows[0])
 	}

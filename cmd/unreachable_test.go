@@ -115,10 +115,13 @@ func TestUnreachableNodesSaidOnce(t *testing.T) {
 			t.Fatalf("exit %d, want 1\n%s\n%s", code, out, errOut)
 		}
 		saidOnce(t, marks, out, errOut)
-		var rows []map[string]any
-		if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		var doc struct {
+			Certificates []map[string]any
+		}
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
+		rows := doc.Certificates
 		for _, r := range rows {
 			name := r["name"].(string)
 			if _, down := marks[name]; !down {

@@ -32,7 +32,7 @@ const (
 // NodeApply is what Apply did on one node.
 type NodeApply struct {
 	Node               string   `json:"node"`
-	Generation         string   `json:"generation"`
+	Generation         string   `json:"target_generation"`
 	PreviousGeneration string   `json:"previous_generation,omitempty"`
 	Outcome            string   `json:"outcome"`
 	Changed            []string `json:"changed,omitempty"` // paths written

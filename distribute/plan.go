@@ -57,9 +57,9 @@ type FilePlan struct {
 type NodePlan struct {
 	Node string `json:"node"`
 	// Address is the SSH endpoint the node was reached at (host:port).
-	Address string `json:"address"`
+	Address string `json:"ssh_address"`
 	// Generation is the bundle's; CurrentGeneration what the node recorded.
-	Generation        string     `json:"generation"`
+	Generation        string     `json:"target_generation"`
 	CurrentGeneration string     `json:"current_generation,omitempty"`
 	Files             []FilePlan `json:"files,omitempty"`
 	// Mesh is what apply does to the node's proxies and firewall besides

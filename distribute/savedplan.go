@@ -14,7 +14,7 @@ import (
 )
 
 // planVersion is the saved-plan format's version.
-const planVersion = 1
+const planVersion = 2 // 2: node plans name target_generation and ssh_address
 
 // SavePlan writes p to file (0600, atomically) for a later `apply FILE`. A
 // saved plan holds, per node, the bundle's generation (a hash of every

@@ -21,12 +21,12 @@ type Drift struct {
 type NodeStatus struct {
 	Node string `json:"node"`
 	// Address is the SSH endpoint the node was reached at (host:port).
-	Address   string `json:"address"`
+	Address   string `json:"ssh_address"`
 	Reachable bool   `json:"reachable"`
 	// Generation is what the node recorded at its last apply ("" = never).
-	Generation string `json:"generation,omitempty"`
+	Generation string `json:"current_generation,omitempty"`
 	// Expected is the bundle's generation, when bundles were given.
-	Expected string `json:"expected_generation,omitempty"`
+	Expected string `json:"target_generation,omitempty"`
 	// Pending is set when the node's generation is not the bundle's.
 	Pending           bool      `json:"pending,omitempty"`
 	CAFingerprint     string    `json:"ca_fingerprint,omitempty"`

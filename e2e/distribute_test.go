@@ -331,7 +331,7 @@ func (e *dsEnv) planGenerations() map[string]string {
 	var p struct {
 		Nodes []struct {
 			Node       string `json:"node"`
-			Generation string `json:"generation"`
+			Generation string `json:"target_generation"`
 		} `json:"nodes"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {

@@ -203,7 +203,7 @@ func RotateTokens(ctx context.Context, c Common, d DistOptions, r RotateOptions)
 	}
 	res.Duration = time.Since(start)
 	if c.JSON {
-		return c.writeJSON(res)
+		return c.writeJSON("rotate-tokens", res)
 	}
 	fmt.Fprintf(c.stdout(), "\n%d agent and service token(s) and the management token replaced, %d old token(s) deleted, in %s\n",
 		res.Replaced, res.Deleted, res.Duration.Round(time.Millisecond))

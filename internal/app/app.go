@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/mtlsctl/mtlsctl/ca"
@@ -62,10 +63,35 @@ func (c Common) printf(format string, a ...any) {
 	fmt.Fprintf(w, format, a...)
 }
 
-func (c Common) writeJSON(v any) error {
-	enc := json.NewEncoder(c.stdout())
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// JSONSchemaVersion is the version of the JSON documents mtlsctl prints
+// (docs/json.md): raised when a field changes meaning or goes away, not
+// when one is added.
+const JSONSchemaVersion = 1
+
+// writeJSON prints v, a JSON object, as one document of the given kind:
+// "schema_version" and "kind" come first, then v's own fields.
+func (c Common) writeJSON(kind string, v any) error {
+	_, err := c.stdout().Write(JSONDocument(kind, v))
+	return err
+}
+
+// JSONDocument is v (which must marshal to a JSON object) with the
+// document header: {"schema_version": 1, "kind": kind, ...v's fields}.
+func JSONDocument(kind string, v any) []byte {
+	body, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		body, _ = json.MarshalIndent(map[string]string{"error": "encoding the result: " + err.Error()}, "", "  ")
+	}
+	head := fmt.Sprintf("{\n  \"schema_version\": %d,\n  \"kind\": %q", JSONSchemaVersion, kind)
+	rest := strings.TrimSpace(string(body))
+	switch {
+	case rest == "{}" || rest == "null":
+		return []byte(head + "\n}\n")
+	case strings.HasPrefix(rest, "{"):
+		return []byte(head + ",\n" + strings.TrimPrefix(rest, "{\n") + "\n")
+	}
+	// Not an object: kept whole under "result".
+	return []byte(head + ",\n  \"result\": " + strings.ReplaceAll(rest, "\n", "\n  ") + "\n}\n")
 }
 
 // ChangesPending is returned by Plan with --detailed-exitcode when a node has

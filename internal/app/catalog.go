@@ -1,6 +1,8 @@
 package app
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -24,7 +26,11 @@ func PortsCatalog(c Common, name, format string) error {
 		}
 	}
 	if strings.ToLower(format) == "json" {
-		return cat.WriteJSON(c.stdout())
+		var buf bytes.Buffer
+		if err := cat.WriteJSON(&buf); err != nil {
+			return err
+		}
+		return c.writeJSON("ports-catalog", json.RawMessage(buf.Bytes()))
 	}
 	return cat.WriteTable(c.stdout())
 }

@@ -152,7 +152,7 @@ type VerifyOptions struct {
 type MeshPath struct {
 	From    string                 `json:"from"`
 	To      string                 `json:"to"`
-	Addr    string                 `json:"address"` // the destination's address and component port
+	Addr    string                 `json:"endpoint"` // the destination's address and component port
 	Service string                 `json:"service"` // the destination's ingress service
 	Class   string                 `json:"class"`
 	Allowed bool                   `json:"allowed"` // the intentions allow it
@@ -298,7 +298,7 @@ func Verify(ctx context.Context, c Common, d DistOptions, o VerifyOptions) error
 	}
 	wg.Wait()
 	if c.JSON {
-		if err := c.writeJSON(res); err != nil {
+		if err := c.writeJSON("verify", res); err != nil {
 			return err
 		}
 	} else {
@@ -461,7 +461,7 @@ func Uninstall(ctx context.Context, c Common, d DistOptions, o UninstallOptions)
 	stop()
 	if res != nil {
 		if c.JSON {
-			if werr := c.writeJSON(res); werr != nil {
+			if werr := c.writeJSON("uninstall", res); werr != nil {
 				return werr
 			}
 		} else {

@@ -2,7 +2,9 @@ package app
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/mtlsctl/mtlsctl/internal/atomicfile"
@@ -24,7 +26,7 @@ func Validate(c Common) error {
 	}
 	if c.JSON {
 		// The cluster as read, and the warnings next to it.
-		return c.writeJSON(struct {
+		return c.writeJSON("inventory-validate", struct {
 			*inventory.Cluster
 			Warnings []inventory.Warning `json:"warnings"`
 		}{t.Cluster, append([]inventory.Warning{}, t.Warnings...)})
@@ -84,6 +86,7 @@ func ImportApigee(c Common, o ImportOptions) error {
 
 	// Secrets named by the silent config go into the state, not the cluster file.
 	var caCert, caKey []byte
+	var gossipFP, caFP string
 	if im.CACertPath != "" || im.CAKeyPath != "" {
 		if im.CACertPath == "" || im.CAKeyPath == "" {
 			return errors.New("silent config names only one of PATH_TO_CA_CERT and PATH_TO_CA_KEY: give both to import the CA, or neither to let mtlsctl create one")
@@ -132,18 +135,38 @@ func ImportApigee(c Common, o ImportOptions) error {
 			if err := st.ImportGossipKey(im.GossipKey); err != nil {
 				return fmt.Errorf("ENCRYPT_DATA: %w", err)
 			}
-			c.printf("imported gossip key %s into %s\n", ca.GossipFingerprint(im.GossipKey), c.State)
+			gossipFP = ca.GossipFingerprint(im.GossipKey)
+			c.printf("imported gossip key %s into %s\n", gossipFP, c.State)
 		}
 		if caCert != nil {
 			authority, err := st.ImportCA(caCert, caKey)
 			if err != nil {
 				return fmt.Errorf("importing the CA from %s: %w", im.CACertPath, err)
 			}
-			c.printf("imported CA %s into %s\n", authority.Fingerprint(), c.State)
+			caFP = authority.Fingerprint()
+			c.printf("imported CA %s into %s\n", caFP, c.State)
 		}
 	}
 	if err := atomicfile.WriteFile(out, yml, 0o644); err != nil {
 		return err
+	}
+	if c.JSON {
+		doc := struct {
+			ClusterFile string   `json:"cluster_file"`
+			Cluster     string   `json:"cluster"`
+			Nodes       int      `json:"nodes"`
+			Datacenters []string `json:"datacenters"`
+			GossipKey   string   `json:"gossip_key_fingerprint,omitempty"`
+			CA          string   `json:"ca_fingerprint,omitempty"`
+			Warnings    []string `json:"warnings"`
+		}{ClusterFile: out, Cluster: im.Cluster.Name, Nodes: countNodes(im.Cluster), GossipKey: gossipFP, CA: caFP, Warnings: []string{}}
+		for _, dc := range im.Cluster.Datacenters {
+			doc.Datacenters = append(doc.Datacenters, dc.Name)
+		}
+		for _, w := range im.Warnings {
+			doc.Warnings = append(doc.Warnings, fmt.Sprint(w))
+		}
+		return c.writeJSON("inventory-import-apigee", doc)
 	}
 	for _, w := range im.Warnings {
 		fmt.Fprintf(c.stderr(), "warning: %s\n", w)
@@ -227,7 +250,7 @@ func Generate(c Common, o GenerateOptions) error {
 	}
 	o.noteIdle(c, rep.GenerateReport)
 	if c.JSON {
-		return c.writeJSON(rep)
+		return c.writeJSON("generate", rep)
 	}
 	// One line per node: buffer it, a 1,000-node report is 1,000 writes.
 	w := bufio.NewWriter(c.stdout())
@@ -504,6 +527,32 @@ func Render(c Common, dir string) error {
 	for _, b := range bundles {
 		files += len(b.Files)
 	}
+	if c.JSON {
+		type file struct {
+			consulcfg.File
+			LocalPath string `json:"local_path"` // where render wrote it
+		}
+		type node struct {
+			Node       string `json:"node"`
+			Datacenter string `json:"datacenter"`
+			Server     bool   `json:"server"`
+			Generation string `json:"target_generation"`
+			Files      []file `json:"files"`
+		}
+		doc := struct {
+			Dir   string `json:"dir"`
+			Files int    `json:"files"`
+			Nodes []node `json:"nodes"`
+		}{Dir: filepath.Clean(dir), Files: files}
+		for _, b := range bundles {
+			n := node{Node: b.Node, Datacenter: b.Datacenter, Server: b.Server, Generation: b.Generation}
+			for _, f := range b.Files {
+				n.Files = append(n.Files, file{File: f, LocalPath: filepath.Join(dir, b.Node, f.Path)})
+			}
+			doc.Nodes = append(doc.Nodes, n)
+		}
+		return c.writeJSON("render", doc)
+	}
 	c.printf("rendered %d files for %d nodes under %s\n", files, len(bundles), filepath.Clean(dir))
 	return nil
 }
@@ -546,7 +595,11 @@ func Ports(c Common, format string) error {
 	r := consulcfg.PortReport(t, a)
 	switch strings.ToLower(format) {
 	case "json":
-		return r.WriteJSON(c.stdout())
+		var buf bytes.Buffer
+		if err := r.WriteJSON(&buf); err != nil {
+			return err
+		}
+		return c.writeJSON("ports", json.RawMessage(buf.Bytes()))
 	case "apigee-report":
 		return r.WriteApigee(c.stdout())
 	default:

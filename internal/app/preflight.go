@@ -54,7 +54,7 @@ func Preflight(ctx context.Context, c Common, d DistOptions, po PreflightOptions
 		return err
 	}
 	if c.JSON {
-		if err := c.writeJSON(res); err != nil {
+		if err := c.writeJSON("preflight", res); err != nil {
 			return err
 		}
 	} else {

@@ -291,7 +291,7 @@ func Plan(ctx context.Context, c Common, d DistOptions, po PlanOptions) error {
 		}
 	}
 	if c.JSON {
-		if werr := c.writeJSON(planDoc{PlanResult: res, Generate: r.pending}); werr != nil {
+		if werr := c.writeJSON("plan", planDoc{PlanResult: res, Generate: r.pending}); werr != nil {
 			return werr
 		}
 	} else {
@@ -511,7 +511,7 @@ func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
 	if res != nil {
 		res.Recovered = recovered
 		if c.JSON {
-			if werr := c.writeJSON(res); werr != nil {
+			if werr := c.writeJSON("apply", res); werr != nil {
 				return werr
 			}
 		} else {
@@ -642,7 +642,7 @@ func Status(ctx context.Context, c Common, d DistOptions) error {
 			*distribute.StatusResult
 			Live *consulapi.Health `json:"live,omitempty"`
 		}{res, live}
-		if werr := c.writeJSON(out); werr != nil {
+		if werr := c.writeJSON("status", out); werr != nil {
 			return werr
 		}
 	} else {
@@ -751,7 +751,9 @@ func CheckExpiration(ctx context.Context, c Common, d DistOptions, e ExpiryOptio
 		}
 	}
 	if c.JSON {
-		if err := c.writeJSON(rows); err != nil {
+		if err := c.writeJSON("certs-check-expiration", struct {
+			Certificates any `json:"certificates"`
+		}{rows}); err != nil {
 			return err
 		}
 	} else if err := writeExpiry(c.stdout(), rows, e.WarnDays); err != nil {

@@ -246,7 +246,7 @@ func RotateGossip(ctx context.Context, c Common, d DistOptions, r RotateOptions)
 		return err
 	}
 	if c.JSON {
-		return c.writeJSON(res)
+		return c.writeJSON("rotate-gossip", res)
 	}
 	fmt.Fprintf(c.stdout(), "\ngossip key rotated: %s -> %s in %s; every member holds only the new key\n", res.Old, res.New, res.Duration.Round(time.Millisecond))
 	return nil
@@ -317,7 +317,7 @@ func RotateCerts(ctx context.Context, c Common, d DistOptions, r RotateOptions) 
 	}
 	res.Duration = time.Since(start)
 	if c.JSON {
-		return c.writeJSON(res)
+		return c.writeJSON("rotate-certs", res)
 	}
 	fmt.Fprintf(c.stdout(), "\n%d certificate(s) rotated and served, in %s (reload, no restart)\n", len(res.Nodes), res.Duration.Round(time.Millisecond))
 	return nil
@@ -375,7 +375,7 @@ func RotateCA(ctx context.Context, c Common, d DistOptions, r RotateOptions) err
 		return err
 	}
 	if c.JSON {
-		return c.writeJSON(res)
+		return c.writeJSON("rotate-ca", res)
 	}
 	fmt.Fprintf(c.stdout(), "\nCA rotated: %s -> %s in %s; every agent serves a leaf of the new CA and trusts only it\n", res.Old, res.New, res.Duration.Round(time.Millisecond))
 	return nil
