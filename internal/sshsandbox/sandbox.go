@@ -55,6 +55,10 @@ type Options struct {
 	AuthorizedKeys []ssh.PublicKey
 	// Fault is the initial fault injection; see SetFault.
 	Fault Fault
+	// Port is the loopback port to listen on; 0 picks a free one. Start
+	// fails when the port is taken (a caller that wants a stable port
+	// tries it first and falls back to 0).
+	Port int
 }
 
 // Fault makes the server misbehave on purpose, to test how clients cope.
@@ -101,7 +105,8 @@ type Sessions struct {
 	SFTP int // "sftp" subsystem requests
 }
 
-// Start starts a server listening on 127.0.0.1 on a free port.
+// Start starts a server listening on 127.0.0.1 on opts.Port, or on a free
+// port when it is 0.
 func Start(opts Options) (*Server, error) {
 	s := &Server{dir: opts.Dir, fault: opts.Fault, conns: map[net.Conn]bool{}, procs: map[*os.Process]bool{}, authKeys: map[string]bool{}}
 	if s.dir == "" {
@@ -172,7 +177,7 @@ func Start(opts Options) (*Server, error) {
 		},
 	}
 	s.config.AddHostKey(hostSigner)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", fmt.Sprint(opts.Port)))
 	if err != nil {
 		s.cleanupDir()
 		return nil, fmt.Errorf("sandbox: listen: %w", err)

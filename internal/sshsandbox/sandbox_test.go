@@ -205,3 +205,24 @@ func TestCloseIsClean(t *testing.T) {
 	}
 	c.Close()
 }
+
+// A server asked for a port listens on it again after a restart, and a
+// taken port is refused rather than silently replaced.
+func TestFixedPort(t *testing.T) {
+	key := newSigner(t)
+	first := start(t, Options{AuthorizedKeys: []ssh.PublicKey{key.PublicKey()}, HostKey: newSigner(t)})
+	port := first.Port()
+	if _, err := Start(Options{Dir: t.TempDir(), Port: port}); err == nil {
+		t.Fatalf("a second server on taken port %d started", port)
+	}
+	first.Close()
+	again := start(t, Options{AuthorizedKeys: []ssh.PublicKey{key.PublicKey()}, Port: port})
+	if again.Port() != port {
+		t.Fatalf("port %d, want %d", again.Port(), port)
+	}
+	c, err := dial(again, "root", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
