@@ -237,6 +237,10 @@ func meshPaths(t *inventory.Topology, bundles []consulcfg.Bundle, want []consulc
 // sample of each denied class is refused. It exits non-zero on any failure
 // and names the broken path.
 func Verify(ctx context.Context, c Common, d DistOptions, o VerifyOptions) error {
+	d = c.sandboxDist(d)
+	if d.sandbox {
+		return fmt.Errorf("%s is a sandbox's cluster file: verify opens connections through the mesh's proxies, and the sandbox nodes run none (their `consul` and `systemctl` only record calls); try it on a real cluster or the e2e test cluster", c.Inventory)
+	}
 	if o.Hold <= 0 {
 		o.Hold = time.Second
 	}
@@ -386,6 +390,7 @@ type UninstallOptions struct {
 // firewall chains and jumps, its files and its node state. The agents keep
 // running; the state directory on the admin machine is kept.
 func Uninstall(ctx context.Context, c Common, d DistOptions, o UninstallOptions) error {
+	d = c.sandboxDist(d)
 	r, err := openRemoteForce(c, d, o.ForceUnlock)
 	if err != nil {
 		return err

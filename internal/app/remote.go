@@ -39,6 +39,9 @@ type DistOptions struct {
 
 	// annotate rewrites progress events before they are shown (the demo).
 	annotate func(progress.Event) progress.Event
+	// sandbox: the cluster file is a sandbox's (sandboxDist): the nodes run
+	// no agent, and the rotations skip their live steps, saying so.
+	sandbox bool
 }
 
 // ApplyOptions are the options of `apply`.
@@ -236,6 +239,7 @@ func (r *remote) live() *consulapi.Cluster {
 // Plan shows what apply would change on every node, changing nothing; with
 // p.Out it also saves the plan for `apply FILE`.
 func Plan(ctx context.Context, c Common, d DistOptions, po PlanOptions) error {
+	d = c.sandboxDist(d)
 	r, err := openRemote(c, d)
 	if err != nil {
 		return err
@@ -370,6 +374,7 @@ func orNone(s string) string {
 // everywhere, reload) and waits for the cluster to be healthy, all on one
 // connection per node.
 func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
+	d = c.sandboxDist(d)
 	r, err := openRemoteForce(c, d, a.ForceUnlock)
 	if err != nil {
 		return err
@@ -543,6 +548,10 @@ func writeApply(w io.Writer, r *distribute.ApplyResult) {
 // Status reads every node's state and exits non-zero on drift, a pending
 // generation or an unreachable node.
 func Status(ctx context.Context, c Common, d DistOptions) error {
+	d = c.sandboxDist(d)
+	if d.sandbox {
+		fmt.Fprintf(c.logw(), "sandbox: "+sandboxFakes+"; status shows files and drift, no live Consul health\n", "nodes/<node>/calls.log")
+	}
 	r, err := openRemote(c, d)
 	if err != nil {
 		return err
@@ -634,6 +643,7 @@ type ExpiryOptions struct {
 // CheckExpiration prints the expiry of the CA and every node certificate,
 // from the state dir or (Remote) from the nodes themselves.
 func CheckExpiration(ctx context.Context, c Common, d DistOptions, e ExpiryOptions) error {
+	d = c.sandboxDist(d)
 	var rows []ca.CertStatus
 	if e.Remote {
 		r, err := openRemote(c, d)

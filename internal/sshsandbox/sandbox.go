@@ -296,10 +296,25 @@ case $op in
 esac
 `
 
+// ssShim answers the port queries of a proxy restart (`ss ... "sport =
+// :PORT"`) as a node whose proxies run would: nothing established, the
+// restarted proxy listening (as many listeners as any proxy has) (the sandbox runs no proxy, so the real ss
+// would keep the restart waiting for a listener that never comes). Other
+// queries (preflight's list of listeners) go to the machine's real ss.
+const ssShim = `case "$*" in
+*"sport = :"*)
+  echo "State Recv-Q Send-Q Local-Address:Port Peer-Address:Port"
+  case " $* " in *" -l"*) port=${*##*:}; i=0; while [ $i -lt 1024 ]; do echo "LISTEN 0 128 127.0.0.1:$port 0.0.0.0:*"; i=$((i + 1)); done ;; esac
+  exit 0 ;;
+esac
+for d in /usr/sbin /usr/bin /sbin /bin; do [ -x "$d/ss" ] && exec "$d/ss" "$@"; done
+echo "ss: not found" >&2; exit 127
+`
+
 // writeShims creates the root and the stand-ins for commands a node has but
 // this machine may not: sudo (runs its arguments), systemctl, consul and
 // iptables (record the call and succeed; systemctl says every unit is
-// active).
+// active), and ss (see ssShim).
 func (s *Server) writeShims() error {
 	for _, d := range []string{s.root, s.binDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -315,6 +330,7 @@ func (s *Server) writeShims() error {
 		"iptables":         record + iptablesJumps,
 		"iptables-save":    record,
 		"iptables-restore": record + "cat >/dev/null\n",
+		"ss":               record + ssShim,
 	}
 	for name, body := range shims {
 		if err := os.WriteFile(filepath.Join(s.binDir, name), []byte(body), 0o755); err != nil {

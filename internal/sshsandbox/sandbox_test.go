@@ -226,3 +226,32 @@ func TestFixedPort(t *testing.T) {
 	}
 	c.Close()
 }
+
+// The ss stand-in answers a proxy restart's port queries as a node whose
+// proxy runs: nothing established, the port listening.
+func TestSSStandIn(t *testing.T) {
+	key := newSigner(t)
+	s := start(t, Options{AuthorizedKeys: []ssh.PublicKey{key.PublicKey()}})
+	c, err := dial(s, "root", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for cmd, want := range map[string]string{
+		`ss -tn state established "sport = :10700" | tail -n +2 | wc -l`: "0",
+		`[ "$(ss -ltn "sport = :10700" | tail -n +2 | wc -l)" -ge 8 ] && echo listening`: "listening",
+	} {
+		sess, err := c.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := sess.CombinedOutput(cmd)
+		sess.Close()
+		if err != nil || strings.TrimSpace(string(out)) != want {
+			t.Errorf("%s: %q, %v; want %q", cmd, out, err, want)
+		}
+	}
+	if calls := strings.Join(s.Calls(), "\n"); !strings.Contains(calls, "ss -ltn sport = :10700") {
+		t.Errorf("calls not recorded: %s", calls)
+	}
+}
