@@ -238,7 +238,7 @@ func TestSSStandIn(t *testing.T) {
 	}
 	defer c.Close()
 	for cmd, want := range map[string]string{
-		`ss -tn state established "sport = :10700" | tail -n +2 | wc -l`: "0",
+		`ss -tn state established "sport = :10700" | tail -n +2 | wc -l`:                 "0",
 		`[ "$(ss -ltn "sport = :10700" | tail -n +2 | wc -l)" -ge 8 ] && echo listening`: "listening",
 	} {
 		sess, err := c.NewSession()
