@@ -297,3 +297,37 @@ func TestSandboxUpUsage(t *testing.T) {
 		t.Errorf("bad cluster file: %v", err)
 	}
 }
+
+// A server that dies, or never gets ready, makes up fail with the end of
+// its log, and leaves no pid file and no process behind.
+func TestSandboxUpReportsAFailedServer(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	bin := t.TempDir()
+	dies := filepath.Join(bin, "dies")
+	hangs := filepath.Join(bin, "hangs")
+	os.WriteFile(dies, []byte("#!/bin/sh\necho 'cannot listen: boom'\nexit 1\n"), 0o755)
+	os.WriteFile(hangs, []byte("#!/bin/sh\necho \"$$ not ready yet\" > \"$4/hangs.pid\"\nexec sleep 30\n"), 0o755)
+	for _, tc := range []struct {
+		exe, want string
+	}{
+		{dies, "cannot listen: boom"},
+		{hangs, "not all listening after"},
+	} {
+		dir := filepath.Join(t.TempDir(), "sb")
+		var errw bytes.Buffer
+		c := Common{Stdout: &bytes.Buffer{}, Stderr: &errw}
+		err := SandboxUp(context.Background(), c, SandboxOptions{Dir: dir, exe: tc.exe, wait: 500 * time.Millisecond})
+		if !errors.Is(err, ErrReported) || !strings.Contains(errw.String()+err.Error(), tc.want) || !strings.Contains(errw.String(), "sandbox.log") {
+			t.Errorf("%s: %v\nstderr:\n%s", filepath.Base(tc.exe), err, errw.String())
+		}
+		if _, err := os.Stat(filepath.Join(dir, sbPid)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: pid file left: %v", filepath.Base(tc.exe), err)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "hangs.pid")); err == nil {
+			pid, _ := strconv.Atoi(strings.Fields(string(b))[0])
+			if alive(pid) {
+				t.Errorf("the server that hung (pid %d) still runs", pid)
+			}
+		}
+	}
+}
