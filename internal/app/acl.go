@@ -138,7 +138,7 @@ func RotateTokens(ctx context.Context, c Common, d DistOptions, r RotateOptions)
 	if !t.Cluster.ACL.Enabled {
 		return fmt.Errorf("%s: ACLs are off (acl: {enabled: false}): there are no tokens to rotate", t.Cluster.Source)
 	}
-	if d.SkipLive && !d.sandbox {
+	if d.SkipLive && d.sandbox == "" {
 		return Usagef("rotate tokens needs the live cluster: --skip-live is not allowed")
 	}
 	x, err := startRotation(ctx, c, d, r, "rotate tokens", "Replace every agent, proxy and management token (agents reload, proxies restart one at a time)?")
@@ -146,7 +146,7 @@ func RotateTokens(ctx context.Context, c Common, d DistOptions, r RotateOptions)
 		return err
 	}
 	defer x.close()
-	if d.sandbox {
+	if d.sandbox != "" {
 		return x.sandboxTokens(ctx)
 	}
 	start := time.Now()

@@ -50,7 +50,7 @@ func writeIntentionPlan(w io.Writer, p *consulapi.IntentionPlan, want []consulcf
 	case want == nil:
 		return
 	case errors.Is(err, errSkipLive):
-		fmt.Fprintf(w, "\nintentions: %d wanted; not compared with the cluster's (--skip-live)\n", len(want))
+		fmt.Fprintf(w, "\nintentions: %d wanted; not compared with the cluster's (--skip-live, or a sandbox: no agent to ask)\n", len(want))
 		return
 	case err != nil:
 		fmt.Fprintf(w, "\nintentions: %d wanted; the cluster's could not be read (%s): apply writes them once Consul answers\n", len(want), summarizeErr(err))
@@ -238,7 +238,7 @@ func meshPaths(t *inventory.Topology, bundles []consulcfg.Bundle, want []consulc
 // and names the broken path.
 func Verify(ctx context.Context, c Common, d DistOptions, o VerifyOptions) error {
 	d = c.sandboxDist(d)
-	if d.sandbox {
+	if d.sandbox != "" {
 		return fmt.Errorf("%s is a sandbox's cluster file: verify opens connections through the mesh's proxies, and the sandbox nodes run none (their `consul` and `systemctl` only record calls); try it on a real cluster or the e2e test cluster", c.Inventory)
 	}
 	if o.Hold <= 0 {
@@ -429,7 +429,7 @@ func Uninstall(ctx context.Context, c Common, d DistOptions, o UninstallOptions)
 	case whole:
 		fmt.Fprintf(out, "\nintentions: every intention mtlsctl made for cluster %s is deleted\n", r.t.Cluster.Name)
 	case r.t.Cluster.Mesh.Enabled && d.SkipLive:
-		fmt.Fprintf(out, "\nintentions: left alone (--skip-live)\n")
+		fmt.Fprintf(out, "\nintentions: left alone (--skip-live, or a sandbox: no agent to ask)\n")
 	case r.t.Cluster.Mesh.Enabled:
 		fmt.Fprintf(out, "\nintentions: left alone (--nodes: they are the whole cluster's)\n")
 	}

@@ -39,9 +39,10 @@ type DistOptions struct {
 
 	// annotate rewrites progress events before they are shown (the demo).
 	annotate func(progress.Event) progress.Event
-	// sandbox: the cluster file is a sandbox's (sandboxDist): the nodes run
-	// no agent, and the rotations skip their live steps, saying so.
-	sandbox bool
+	// sandbox is the sandbox directory when the cluster file is a
+	// sandbox's (sandboxDist): the nodes run no agent, and the rotations
+	// skip their live steps, saying so.
+	sandbox string
 }
 
 // ApplyOptions are the options of `apply`.
@@ -549,9 +550,7 @@ func writeApply(w io.Writer, r *distribute.ApplyResult) {
 // generation or an unreachable node.
 func Status(ctx context.Context, c Common, d DistOptions) error {
 	d = c.sandboxDist(d)
-	if d.sandbox {
-		fmt.Fprintf(c.logw(), "sandbox: "+sandboxFakes+"; status shows files and drift, no live Consul health\n", "nodes/<node>/calls.log")
-	}
+	c.sandboxStatusNote(d)
 	r, err := openRemote(c, d)
 	if err != nil {
 		return err

@@ -106,7 +106,7 @@ func (x *rotation) push(ctx context.Context, phase string) ([]consulcfg.Bundle, 
 // verify waits until the cluster is healthy and every pushed node's agent
 // serves the certificate of its bundle, verified against the bundle's CA.
 func (x *rotation) verify(ctx context.Context, phase string, bundles []consulcfg.Bundle) (*consulapi.Health, error) {
-	if x.d.sandbox {
+	if x.d.sandbox != "" {
 		// No agent to ask: the rotation said so when it started.
 		return &consulapi.Health{}, nil
 	}
@@ -177,7 +177,7 @@ func RotateGossip(ctx context.Context, c Common, d DistOptions, r RotateOptions)
 		return err
 	}
 	defer x.close()
-	if x.d.sandbox {
+	if x.d.sandbox != "" {
 		return x.sandboxGossip(ctx)
 	}
 	agent, via, err := x.agent(ctx)
@@ -243,7 +243,7 @@ func RotateCerts(ctx context.Context, c Common, d DistOptions, r RotateOptions) 
 		return err
 	}
 	defer x.close()
-	if x.d.sandbox {
+	if x.d.sandbox != "" {
 		c.sandboxSkips("the wait for a healthy cluster and the check that each agent serves its new certificate",
 			"reissues the certificates in the state and pushes them to the nodes (the reload goes to the stand-in systemctl)")
 	}
@@ -281,7 +281,7 @@ func RotateCerts(ctx context.Context, c Common, d DistOptions, r RotateOptions) 
 	if c.JSON {
 		return c.writeJSON(res)
 	}
-	if x.d.sandbox {
+	if x.d.sandbox != "" {
 		fmt.Fprintf(c.stdout(), "\n%d certificate(s) reissued and pushed, in %s; not verified as served: the sandbox runs no agent\n", len(res.Nodes), res.Duration.Round(time.Millisecond))
 		return nil
 	}
@@ -316,7 +316,7 @@ func RotateCA(ctx context.Context, c Common, d DistOptions, r RotateOptions) err
 		return err
 	}
 	defer x.close()
-	if x.d.sandbox {
+	if x.d.sandbox != "" {
 		c.sandboxSkips("the health wait and served-certificate check after each of its three pushes",
 			"makes the new CA in the state and pushes the three phases (trust old+new, new leaves, drop the old CA) to the nodes")
 	}
@@ -341,7 +341,7 @@ func RotateCA(ctx context.Context, c Common, d DistOptions, r RotateOptions) err
 	if c.JSON {
 		return c.writeJSON(res)
 	}
-	if x.d.sandbox {
+	if x.d.sandbox != "" {
 		fmt.Fprintf(c.stdout(), "\nCA rotated in the state and on the nodes' files: %s -> %s in %s; no agent verified it: the sandbox runs none\n", res.Old, res.New, res.Duration.Round(time.Millisecond))
 		return nil
 	}

@@ -78,7 +78,7 @@ func (c Common) sandboxDist(d DistOptions) DistOptions {
 	if err != nil || t.Cluster.Sandbox == nil {
 		return d
 	}
-	d.SkipLive, d.sandbox = true, true
+	d.SkipLive, d.sandbox = true, t.Cluster.Sandbox.Dir
 	if d.HomeDir == "" {
 		d.HomeDir = filepath.Join(t.Cluster.Sandbox.Dir, sbHome)
 	}
@@ -86,6 +86,14 @@ func (c Common) sandboxDist(d DistOptions) DistOptions {
 		d.annotate = sandboxProgress
 	}
 	return d
+}
+
+// sandboxStatusNote says, in a sandbox's status, what the sandbox fakes.
+func (c Common) sandboxStatusNote(d DistOptions) {
+	if d.sandbox != "" {
+		fmt.Fprintf(c.logw(), "sandbox: "+sandboxFakes+"; status shows files and drift, no live Consul health\n",
+			filepath.Join(d.sandbox, sbNodes, "<node>", "calls.log"))
+	}
 }
 
 // sandboxSkips says once, at the start of a rotation in a sandbox, which
