@@ -126,6 +126,9 @@ func SandboxUp(ctx context.Context, c Common, o SandboxOptions) error {
 			return err
 		}
 		c.printf("sandbox: already running in %s (process %d); nothing to do\n", dir, pid)
+		if o.Example != "" || (o.ClusterFile != "" && o.ClusterFile != filepath.Join(dir, sbCluster)) {
+			c.printf("sandbox: --example/-i left unused: to change its nodes, run `mtlsctl sandbox down --dir %s` first\n", shellQuote(dir))
+		}
 		c.sandboxNext(t, dir)
 		return nil
 	}
