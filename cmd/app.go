@@ -86,6 +86,7 @@ func NewApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			certsCommand(),
 			rotateCommand(),
 			demoCommand(),
+			sandboxCommand(),
 		},
 	}
 	for _, c := range a.Commands {

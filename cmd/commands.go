@@ -344,3 +344,59 @@ func demoCommand() *cli.Command {
 		},
 	}
 }
+
+func sandboxCommand() *cli.Command {
+	dir := func() cli.Flag {
+		return &cli.StringFlag{Name: "dir", Usage: "the sandbox `DIR`: its cluster file, keys, node files and state (required)"}
+	}
+	return &cli.Command{
+		Name:  "sandbox",
+		Usage: "sandbox nodes that stay up between commands, with a cluster file to try everything on",
+		Description: "`sandbox up` starts one local SSH/SFTP server per node in a background process and writes\n" +
+			"DIR/cluster.yaml; run any command with `-i DIR/cluster.yaml --state DIR/state`. The nodes hold\n" +
+			"files but run no Consul agent, proxy or firewall: their consul and systemctl only record calls.",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "up",
+				Usage: "start the sandbox nodes in the background (idempotent)",
+				Flags: []cli.Flag{
+					dir(),
+					&cli.StringFlag{Name: "example", DefaultText: "the sandbox's own, else edge-5", Usage: "`TOPOLOGY`: edge-5, edge-9, edge-12 or edge-13; -i FILE takes your cluster file instead"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					o := app.SandboxOptions{Dir: c.String("dir"), Example: c.String("example")}
+					if c.IsSet("inventory") {
+						o.ClusterFile = c.String("inventory")
+					}
+					return app.SandboxUp(c.Context, common(c), o)
+				},
+			},
+			{
+				Name:  "down",
+				Usage: "stop the sandbox nodes (their files and the state stay in DIR)",
+				Flags: []cli.Flag{dir()},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					return app.SandboxDown(common(c), app.SandboxOptions{Dir: c.String("dir")})
+				},
+			},
+			{
+				Name:   "serve",
+				Usage:  "serve the sandbox nodes until SIGTERM (started by `sandbox up`)",
+				Hidden: true,
+				Flags:  []cli.Flag{dir()},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					return app.SandboxServe(c.Context, common(c), app.SandboxOptions{Dir: c.String("dir")})
+				},
+			},
+		},
+	}
+}

@@ -104,6 +104,12 @@ func Marshal(c *Cluster) ([]byte, error) {
 		add(root, "acl", acl)
 	}
 
+	if c.Sandbox != nil {
+		sb := mapping()
+		addStr(sb, "dir", c.Sandbox.Dir)
+		add(root, "sandbox", sb)
+	}
+
 	dcs := &yaml.Node{Kind: yaml.SequenceNode}
 	for _, dc := range c.Datacenters {
 		dn := mapping()

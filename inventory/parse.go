@@ -309,7 +309,7 @@ func (d *decoder) boolean(n *yaml.Node, path string) bool {
 }
 
 func (d *decoder) cluster(root *yaml.Node, c *Cluster) {
-	f := d.fields(root, "", "cluster", "consul", "ssh", "ports", "node_state_dir", "backups", "certs", "mesh", "acl", "datacenters")
+	f := d.fields(root, "", "cluster", "consul", "ssh", "ports", "node_state_dir", "backups", "certs", "mesh", "acl", "datacenters", "sandbox")
 	c.Mesh.Enabled = true // the mesh is on unless the file turns it off
 	c.ACL.Enabled = true  // so are ACLs
 	if f == nil {
@@ -337,6 +337,10 @@ func (d *decoder) cluster(root *yaml.Node, c *Cluster) {
 	}
 	if n, ok := f["acl"]; ok {
 		d.acl(n, &c.ACL)
+	}
+	if n, ok := f["sandbox"]; ok {
+		sf := d.fields(n, "sandbox", "dir")
+		c.Sandbox = &Sandbox{Dir: d.str(sf["dir"], "sandbox.dir")}
 	}
 	if n, ok := f["datacenters"]; ok {
 		for i, dn := range d.list(n, "datacenters") {

@@ -71,8 +71,21 @@ type Cluster struct {
 	// kept by mtlsctl). On by default.
 	ACL         ACL          `json:"acl"`
 	Datacenters []Datacenter `json:"datacenters"`
+	// Sandbox marks a cluster file written by `mtlsctl sandbox up`: its
+	// nodes are local sandbox SSH servers that hold files but run no Consul
+	// agent (nil for a real cluster).
+	Sandbox *Sandbox `json:"sandbox,omitempty"`
 	// Source is the path the cluster was loaded from ("" when parsed from bytes).
 	Source string `json:"-"`
+}
+
+// Sandbox is the cluster file's `sandbox:` block. With it, commands leave
+// the (absent) agents alone as the demo does, and read SSH keys from
+// Dir/home instead of the user's ~/.ssh.
+type Sandbox struct {
+	// Dir is the sandbox directory (absolute): node roots, host keys, the
+	// client key, the state.
+	Dir string `json:"dir"`
 }
 
 // Consul holds the agent settings shared by every node.

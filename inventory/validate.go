@@ -56,6 +56,7 @@ func validate(c *Cluster, ps *problems) (*Topology, error) {
 	}
 	validateConsul(c, ps)
 	validateSSH(c, ps)
+	validateSandbox(c, ps)
 	validateMesh(c, ps)
 	checkNodePath(ps, "acl.token_dir", c.ACL.TokenDir)
 	if c.ACL.Enabled && !binaryRE.MatchString(c.ACL.TokenDir) {
@@ -108,6 +109,9 @@ func validate(c *Cluster, ps *problems) (*Topology, error) {
 			validateNode(n, np, c.Mesh.Enabled, ps, nameSeen, addrSeen)
 			if len(n.Components) == 0 && n.Name != "" {
 				ps.warn(np+".components", "node %q has no components: it only runs a Consul client agent and the egress proxy; list what it runs, or remove it", n.Name)
+			}
+			if c.Sandbox != nil {
+				validateSandboxNode(n, np, ps)
 			}
 			if n.IsServer() {
 				servers++
@@ -347,6 +351,33 @@ func validateSSH(c *Cluster, ps *problems) {
 	}
 	if strings.ContainsAny(s.Bastion, " \t\n\r") {
 		ps.add("ssh.bastion", "bastion %q must be [user@]host[:port]", s.Bastion)
+	}
+}
+
+// validateSandbox checks the sandbox block: an absolute directory, and (per
+// node, in validateSandboxNode) SSH to loopback only, so that a file that
+// says "sandbox" can never make mtlsctl skip the live steps of a real
+// cluster.
+func validateSandbox(c *Cluster, ps *problems) {
+	if c.Sandbox == nil {
+		return
+	}
+	if !path.IsAbs(c.Sandbox.Dir) {
+		ps.add("sandbox.dir", "sandbox dir %q must be an absolute path: the sandbox directory `mtlsctl sandbox up` wrote this file into (remove the sandbox block for a real cluster)", c.Sandbox.Dir)
+	}
+	if c.SSH.Bastion != "" {
+		ps.add("ssh.bastion", "a sandbox cluster reaches its nodes on 127.0.0.1 directly: remove the bastion (or the sandbox block for a real cluster)")
+	}
+}
+
+// validateSandboxNode refuses a sandbox node reached anywhere but loopback.
+func validateSandboxNode(n *Node, np string, ps *problems) {
+	host := n.SSHHost
+	if host == "" {
+		host = n.Address
+	}
+	if ip, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !ip.IsLoopback()) {
+		ps.add(np+".ssh_host", "node %s: a sandbox node must be reached on 127.0.0.1, not %q: this file has a sandbox block, which makes mtlsctl skip the live Consul steps; remove that block for a real cluster", n.Name, host)
 	}
 }
 

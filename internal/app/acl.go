@@ -132,6 +132,7 @@ type TokensResult struct {
 // deleted. Re-running after a failure replaces them again and deletes
 // every token no node uses.
 func RotateTokens(ctx context.Context, c Common, d DistOptions, r RotateOptions) error {
+	d = c.sandboxDist(d)
 	if len(d.Nodes) > 0 {
 		return Usagef("rotate tokens changes every node: --nodes is not allowed")
 	}
@@ -142,7 +143,7 @@ func RotateTokens(ctx context.Context, c Common, d DistOptions, r RotateOptions)
 	if !t.Cluster.ACL.Enabled {
 		return fmt.Errorf("%s: ACLs are off (acl: {enabled: false}): there are no tokens to rotate", t.Cluster.Source)
 	}
-	if d.SkipLive {
+	if d.SkipLive && d.sandbox == "" {
 		return Usagef("rotate tokens needs the live cluster: --skip-live is not allowed")
 	}
 	x, err := startRotation(ctx, c, d, r, "rotate tokens", "Replace every agent, proxy and management token (agents reload, proxies restart one at a time)?")
@@ -150,6 +151,9 @@ func RotateTokens(ctx context.Context, c Common, d DistOptions, r RotateOptions)
 		return err
 	}
 	defer x.close()
+	if d.sandbox != "" {
+		return x.sandboxTokens(ctx)
+	}
 	start := time.Now()
 	if _, err := x.st.ManagementToken(); err != nil {
 		return fmt.Errorf("rotate tokens: %w: run `mtlsctl apply` first (it bootstraps the ACL system)", err)
@@ -228,4 +232,38 @@ func (r *remote) refuseACLTurnOn(ctx context.Context) error {
 		return nil
 	}
 	return fmt.Errorf("%s turns Consul's ACLs on (the default), but the agents run without them: in a running cluster that cannot be done without an outage (a server restarted with ACLs refuses every request while the leader runs without them, and the mesh with it); nothing was changed. Keep them off with `acl: {enabled: false}` in the cluster file: mtlsctl does not yet turn ACLs on in a running cluster", r.t.Cluster.Source)
+}
+
+// sandboxTokens is `rotate tokens` on a sandbox: there is no Consul to make
+// the new tokens in, delete the old ones from or bootstrap a management
+// token with, so the agent and service tokens are replaced in the state and
+// pushed to the nodes, and nothing else.
+func (x *rotation) sandboxTokens(ctx context.Context) error {
+	c := x.c
+	c.sandboxSkips("every step in Consul (making the new tokens, the health and proxy checks, replacing the management token, deleting the old tokens)",
+		"replaces every agent and service token in the state and pushes them to the nodes")
+	start := time.Now()
+	toks, err := x.st.ACLTokens()
+	if err != nil {
+		return err
+	}
+	res := &TokensResult{Replaced: toks.Count()}
+	if err := toks.Renew(nil); err != nil {
+		return err
+	}
+	// No Consul holds the old tokens: nothing is left to delete later.
+	toks.Retired = nil
+	if err := x.st.SetACLTokens(toks); err != nil {
+		return err
+	}
+	if _, err := x.push(ctx, "tokens"); err != nil {
+		return fmt.Errorf("rotate tokens: the new tokens are in the state but not on every node: %w; re-run `mtlsctl apply` to finish", err)
+	}
+	res.Duration = time.Since(start)
+	if c.JSON {
+		return c.writeJSON("rotate-tokens", res)
+	}
+	fmt.Fprintf(c.stdout(), "\n%d agent and service token(s) replaced in the state and on the nodes, in %s; Consul was not told: the sandbox runs no agent\n",
+		res.Replaced, res.Duration.Round(time.Millisecond))
+	return nil
 }

@@ -36,7 +36,7 @@ func sandboxClusterWith(t *testing.T) (Common, DistOptions, *sandbox) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sb, err := startSandbox(topo, dir)
+	sb, err := startSandbox(topo, dir, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,22 +2,14 @@ package app
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"github.com/mtlsctl/mtlsctl/internal/atomicfile"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strings"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/mtlsctl/mtlsctl/examples"
 	"github.com/mtlsctl/mtlsctl/internal/progress"
-	"github.com/mtlsctl/mtlsctl/internal/sshsandbox"
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
@@ -52,11 +44,16 @@ func Demo(ctx context.Context, c Common, o DemoOptions) error {
 	} else if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return fmt.Errorf("--dir %s is not empty: give an empty or new directory", dir)
 	}
-	sb, err := startSandbox(t, dir)
+	if dir, err = filepath.Abs(dir); err != nil {
+		return err
+	}
+	sb, err := startSandbox(t, dir, false)
 	if err != nil {
 		return err
 	}
 	defer sb.close()
+	// The cluster file it keeps says what its nodes are.
+	t.Cluster.Sandbox = &inventory.Sandbox{Dir: dir}
 
 	clusterFile := filepath.Join(dir, "cluster.yaml")
 	yml, err := inventory.Marshal(t.Cluster)
@@ -141,73 +138,4 @@ func sandboxProgress(e progress.Event) progress.Event {
 		e.Msg = strings.TrimSpace(e.Msg + " (the sandbox's stand-in systemctl only records it; no agent runs)")
 	}
 	return e
-}
-
-type sandbox struct {
-	servers []*sshsandbox.Server
-}
-
-func (s *sandbox) close() {
-	for _, srv := range s.servers {
-		srv.Close()
-	}
-}
-
-// startSandbox starts one SSH server per node and points the cluster's SSH
-// settings at them: a fresh client key, a known_hosts file with every
-// server's host key (so host keys are verified as on a real fleet), and the
-// current user (the sandbox cannot chown, so file owners are dropped).
-func startSandbox(t *inventory.Topology, dir string) (*sandbox, error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "mtlsctl demo")
-	if err != nil {
-		return nil, err
-	}
-	keyFile := filepath.Join(dir, "home", ".ssh", "id_ed25519")
-	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
-		return nil, err
-	}
-	if err := atomicfile.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
-		return nil, err
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		return nil, err
-	}
-
-	sb := &sandbox{}
-	var known strings.Builder
-	for _, n := range t.Nodes {
-		srv, err := sshsandbox.Start(sshsandbox.Options{
-			Dir:            filepath.Join(dir, "nodes", n.Name),
-			AuthorizedKeys: []ssh.PublicKey{sshPub},
-		})
-		if err != nil {
-			sb.close()
-			return nil, fmt.Errorf("starting the sandbox SSH server for %s: %w", n.Name, err)
-		}
-		sb.servers = append(sb.servers, srv)
-		n.SSHHost, n.SSHPort, n.SSHUser = "127.0.0.1", srv.Port(), ""
-		fmt.Fprintf(&known, "[127.0.0.1]:%d %s", srv.Port(), ssh.MarshalAuthorizedKey(srv.HostKey()))
-	}
-	knownFile := filepath.Join(dir, "known_hosts")
-	if err := atomicfile.WriteFile(knownFile, []byte(known.String()), 0o600); err != nil {
-		sb.close()
-		return nil, err
-	}
-	u, err := user.Current()
-	if err != nil {
-		sb.close()
-		return nil, errors.New("demo: cannot tell the current user")
-	}
-	t.Cluster.SSH.User = u.Username
-	t.Cluster.SSH.IdentityFile = keyFile
-	t.Cluster.SSH.KnownHosts = knownFile
-	t.Cluster.SSH.Bastion = ""
-	t.Cluster.SSH.Sudo = false
-	t.Cluster.Consul.User, t.Cluster.Consul.Group = "", ""
-	return sb, nil
 }

@@ -50,7 +50,7 @@ func writeIntentionPlan(w io.Writer, p *consulapi.IntentionPlan, want []consulcf
 	case want == nil:
 		return
 	case errors.Is(err, errSkipLive):
-		fmt.Fprintf(w, "\nintentions: %d wanted; not compared with the cluster's (--skip-live)\n", len(want))
+		fmt.Fprintf(w, "\nintentions: %d wanted; not compared with the cluster's (--skip-live, or a sandbox: no agent to ask)\n", len(want))
 		return
 	case err != nil:
 		fmt.Fprintf(w, "\nintentions: %d wanted; the cluster's could not be read (%s): apply writes them once Consul answers\n", len(want), summarizeErr(err))
@@ -153,7 +153,7 @@ type MeshPath struct {
 	From    string                 `json:"from"`
 	To      string                 `json:"to"`
 	Addr    string                 `json:"endpoint"` // the destination's address and component port
-	Service string                 `json:"service"` // the destination's ingress service
+	Service string                 `json:"service"`  // the destination's ingress service
 	Class   string                 `json:"class"`
 	Allowed bool                   `json:"allowed"` // the intentions allow it
 	Result  distribute.ProbeResult `json:"result"`
@@ -237,6 +237,10 @@ func meshPaths(t *inventory.Topology, bundles []consulcfg.Bundle, want []consulc
 // sample of each denied class is refused. It exits non-zero on any failure
 // and names the broken path.
 func Verify(ctx context.Context, c Common, d DistOptions, o VerifyOptions) error {
+	d = c.sandboxDist(d)
+	if d.sandbox != "" {
+		return fmt.Errorf("%s is a sandbox's cluster file: verify opens connections through the mesh's proxies, and the sandbox nodes run none (their `consul` and `systemctl` only record calls); try it on a real cluster or the e2e test cluster", c.Inventory)
+	}
 	if o.Hold <= 0 {
 		o.Hold = time.Second
 	}
@@ -386,6 +390,7 @@ type UninstallOptions struct {
 // firewall chains and jumps, its files and its node state. The agents keep
 // running; the state directory on the admin machine is kept.
 func Uninstall(ctx context.Context, c Common, d DistOptions, o UninstallOptions) error {
+	d = c.sandboxDist(d)
 	r, err := openRemoteForce(c, d, o.ForceUnlock)
 	if err != nil {
 		return err
@@ -424,7 +429,7 @@ func Uninstall(ctx context.Context, c Common, d DistOptions, o UninstallOptions)
 	case whole:
 		fmt.Fprintf(out, "\nintentions: every intention mtlsctl made for cluster %s is deleted\n", r.t.Cluster.Name)
 	case r.t.Cluster.Mesh.Enabled && d.SkipLive:
-		fmt.Fprintf(out, "\nintentions: left alone (--skip-live)\n")
+		fmt.Fprintf(out, "\nintentions: left alone (--skip-live, or a sandbox: no agent to ask)\n")
 	case r.t.Cluster.Mesh.Enabled:
 		fmt.Fprintf(out, "\nintentions: left alone (--nodes: they are the whole cluster's)\n")
 	}

@@ -26,6 +26,7 @@ var ErrPreflight = fmt.Errorf("%w: a preflight check failed", ErrReported)
 // (or JSON) and fails when any check fails. It needs no state directory:
 // without one, the ports are those `generate` would record.
 func Preflight(ctx context.Context, c Common, d DistOptions, po PreflightOptions) error {
+	d = c.sandboxDist(d)
 	t, err := inventory.Load(c.Inventory)
 	if err != nil {
 		return err

@@ -39,6 +39,10 @@ type DistOptions struct {
 
 	// annotate rewrites progress events before they are shown (the demo).
 	annotate func(progress.Event) progress.Event
+	// sandbox is the sandbox directory when the cluster file is a
+	// sandbox's (sandboxDist): the nodes run no agent, and the rotations
+	// skip their live steps, saying so.
+	sandbox string
 }
 
 // ApplyOptions are the options of `apply`.
@@ -266,6 +270,7 @@ func (r *remote) live() *consulapi.Cluster {
 // Plan shows what apply would change on every node, changing nothing; with
 // p.Out it also saves the plan for `apply FILE`.
 func Plan(ctx context.Context, c Common, d DistOptions, po PlanOptions) error {
+	d = c.sandboxDist(d)
 	r, err := openRemoteWith(c, d, remoteMode{readOnly: true, preview: true})
 	if err != nil {
 		return err
@@ -412,6 +417,7 @@ func orNone(s string) string {
 // everywhere, reload) and waits for the cluster to be healthy, all on one
 // connection per node.
 func Apply(ctx context.Context, c Common, d DistOptions, a ApplyOptions) error {
+	d = c.sandboxDist(d)
 	r, err := openRemoteWith(c, d, remoteMode{force: a.ForceUnlock, preview: true, create: true})
 	if err != nil {
 		return err
@@ -613,6 +619,8 @@ func writeApply(w io.Writer, r *distribute.ApplyResult) {
 // Status reads every node's state and exits non-zero on drift, a pending
 // generation or an unreachable node.
 func Status(ctx context.Context, c Common, d DistOptions) error {
+	d = c.sandboxDist(d)
+	c.sandboxStatusNote(d)
 	r, err := openRemote(c, d)
 	if err != nil {
 		return err
@@ -721,6 +729,7 @@ type ExpiryOptions struct {
 // code: a failure (expired, unreachable, unreadable, missing: exit 1) or
 // an ExpiryWarning (one expires within WarnDays: exit 4).
 func CheckExpiration(ctx context.Context, c Common, d DistOptions, e ExpiryOptions) error {
+	d = c.sandboxDist(d)
 	var rows []ExpiryRow
 	if e.Remote {
 		r, err := openRemote(c, d)

@@ -55,6 +55,10 @@ type Options struct {
 	AuthorizedKeys []ssh.PublicKey
 	// Fault is the initial fault injection; see SetFault.
 	Fault Fault
+	// Port is the loopback port to listen on; 0 picks a free one. Start
+	// fails when the port is taken (a caller that wants a stable port
+	// tries it first and falls back to 0).
+	Port int
 }
 
 // Fault makes the server misbehave on purpose, to test how clients cope.
@@ -101,7 +105,8 @@ type Sessions struct {
 	SFTP int // "sftp" subsystem requests
 }
 
-// Start starts a server listening on 127.0.0.1 on a free port.
+// Start starts a server listening on 127.0.0.1 on opts.Port, or on a free
+// port when it is 0.
 func Start(opts Options) (*Server, error) {
 	s := &Server{dir: opts.Dir, fault: opts.Fault, conns: map[net.Conn]bool{}, procs: map[*os.Process]bool{}, authKeys: map[string]bool{}}
 	if s.dir == "" {
@@ -172,7 +177,7 @@ func Start(opts Options) (*Server, error) {
 		},
 	}
 	s.config.AddHostKey(hostSigner)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", fmt.Sprint(opts.Port)))
 	if err != nil {
 		s.cleanupDir()
 		return nil, fmt.Errorf("sandbox: listen: %w", err)
@@ -291,24 +296,25 @@ case $op in
 esac
 `
 
-// ssAnswer is the ss stand-in's answer (see writeShims).
-const ssAnswer = `echo "State Recv-Q Send-Q Local Address:Port Peer Address:Port"
-l=; port=
-for a in "$@"; do
-  case "$a" in
-  -l*|-*l*) case "$a" in --*) ;; -*) l=1 ;; esac ;;
-  "sport = :"*) port=${a#"sport = :"} ;;
-  esac
-done
-if [ -n "$l" ] && [ -n "$port" ]; then
-  i=0; while [ "$i" -lt 256 ]; do echo "LISTEN 0 4096 127.0.0.1:$port 0.0.0.0:*"; i=$((i + 1)); done
-fi
+// ssShim answers the port queries of a proxy restart (`ss ... "sport =
+// :PORT"`) as a node whose proxies run would: nothing established, the
+// restarted proxy listening (as many listeners as any proxy has) (the sandbox runs no proxy, so the real ss
+// would keep the restart waiting for a listener that never comes). Other
+// queries (preflight's list of listeners) go to the machine's real ss.
+const ssShim = `case "$*" in
+*"sport = :"*)
+  echo "State Recv-Q Send-Q Local-Address:Port Peer-Address:Port"
+  case " $* " in *" -l"*) port=${*##*:}; i=0; while [ $i -lt 1024 ]; do echo "LISTEN 0 128 127.0.0.1:$port 0.0.0.0:*"; i=$((i + 1)); done ;; esac
+  exit 0 ;;
+esac
+for d in /usr/sbin /usr/bin /sbin /bin; do [ -x "$d/ss" ] && exec "$d/ss" "$@"; done
+echo "ss: not found" >&2; exit 127
 `
 
 // writeShims creates the root and the stand-ins for commands a node has but
 // this machine may not: sudo (runs its arguments), systemctl, consul and
 // iptables (record the call and succeed; systemctl says every unit is
-// active), and ss (see ssAnswer).
+// active), and ss (see ssShim).
 func (s *Server) writeShims() error {
 	for _, d := range []string{s.root, s.binDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -324,12 +330,7 @@ func (s *Server) writeShims() error {
 		"iptables":         record + iptablesJumps,
 		"iptables-save":    record,
 		"iptables-restore": record + "cat >/dev/null\n",
-		// No proxy runs and no connection is open: asked whether a port
-		// has listeners (a proxy restart waits for them), it answers that
-		// the restarted unit listens (on as many addresses as asked), as
-		// systemctl says it is active; any
-		// other question gets an empty table.
-		"ss": record + ssAnswer,
+		"ss":               record + ssShim,
 	}
 	for name, body := range shims {
 		if err := os.WriteFile(filepath.Join(s.binDir, name), []byte(body), 0o755); err != nil {

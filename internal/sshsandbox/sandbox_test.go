@@ -205,3 +205,53 @@ func TestCloseIsClean(t *testing.T) {
 	}
 	c.Close()
 }
+
+// A server asked for a port listens on it again after a restart, and a
+// taken port is refused rather than silently replaced.
+func TestFixedPort(t *testing.T) {
+	key := newSigner(t)
+	first := start(t, Options{AuthorizedKeys: []ssh.PublicKey{key.PublicKey()}, HostKey: newSigner(t)})
+	port := first.Port()
+	if _, err := Start(Options{Dir: t.TempDir(), Port: port}); err == nil {
+		t.Fatalf("a second server on taken port %d started", port)
+	}
+	first.Close()
+	again := start(t, Options{AuthorizedKeys: []ssh.PublicKey{key.PublicKey()}, Port: port})
+	if again.Port() != port {
+		t.Fatalf("port %d, want %d", again.Port(), port)
+	}
+	c, err := dial(again, "root", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
+
+// The ss stand-in answers a proxy restart's port queries as a node whose
+// proxy runs: nothing established, the port listening.
+func TestSSStandIn(t *testing.T) {
+	key := newSigner(t)
+	s := start(t, Options{AuthorizedKeys: []ssh.PublicKey{key.PublicKey()}})
+	c, err := dial(s, "root", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for cmd, want := range map[string]string{
+		`ss -tn state established "sport = :10700" | tail -n +2 | wc -l`:                 "0",
+		`[ "$(ss -ltn "sport = :10700" | tail -n +2 | wc -l)" -ge 8 ] && echo listening`: "listening",
+	} {
+		sess, err := c.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := sess.CombinedOutput(cmd)
+		sess.Close()
+		if err != nil || strings.TrimSpace(string(out)) != want {
+			t.Errorf("%s: %q, %v; want %q", cmd, out, err, want)
+		}
+	}
+	if calls := strings.Join(s.Calls(), "\n"); !strings.Contains(calls, "ss -ltn sport = :10700") {
+		t.Errorf("calls not recorded: %s", calls)
+	}
+}
