@@ -29,15 +29,27 @@ var Version = ""
 // the process exit code: 0 success, 1 failure, 2 for "changes pending" under
 // plan --detailed-exitcode, 3 for usage errors, 4 for a certificate that
 // expires within --warn-days. It prints a failure once, on stderr, followed
-// by what to do next when that is known; a failure the command already
+// by what to do next when that is known (and, under -o json, as one JSON
+// document on stdout unless the command printed its own); a failure the command already
 // reported in full (app.ErrReported) gets one summary line, never its node
 // errors again.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	err := NewApp(stdin, stdout, stderr).RunContext(ctx, args)
+	asJSON := jsonOutput(args)
+	var w io.Writer = stdout
+	out := &countingWriter{w: stdout}
+	if asJSON {
+		w = out
+	}
+	err := NewApp(stdin, w, stderr).RunContext(ctx, args)
 	code := exitCode(err)
 	if code == exitOK || code == exitPending {
 		// Changes pending is an answer, not a failure: the plan said it.
 		return code
+	}
+	// Under -o json stdout holds one document: the command's own, which
+	// carries its per-node errors, or else the error document.
+	if asJSON && out.n == 0 {
+		writeErrorDoc(stdout, err, code)
 	}
 	fmt.Fprintf(stderr, "mtlsctl: %s\n", message(err))
 	if h := hint(err); h != "" {
@@ -114,6 +126,9 @@ func common(c *cli.Context) app.Common {
 }
 
 func isTerminal(v any) bool {
+	if cw, ok := v.(*countingWriter); ok {
+		v = cw.w
+	}
 	f, ok := v.(*os.File)
 	if !ok {
 		return false
