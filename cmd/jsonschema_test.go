@@ -33,7 +33,9 @@ func TestJSONDocumentsMatchSchema(t *testing.T) {
 	}
 
 	inv, state := sandboxCluster(t)
-	at := func(args ...string) []string { return append([]string{"-i", inv, "--state", state, "-o", "json"}, args...) }
+	at := func(args ...string) []string {
+		return append([]string{"-i", inv, "--state", state, "-o", "json"}, args...)
+	}
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(bad, []byte("cluster: x\ndatacenters:\n  - name: dc1\n    nodes:\n      - name: n1\n        address: 300.1.1.1\n"), 0o644); err != nil {
