@@ -12,13 +12,13 @@ import (
 	"github.com/mtlsctl/mtlsctl/inventory"
 )
 
-// check-expiration from the state: exit 0 when every certificate is ok, 4
-// when one only expires within --warn-days, each warning naming the
-// command that renews it (never generate); text and JSON say the same.
-func TestCheckExpirationExitCodes(t *testing.T) {
+// edge5Copy copies the edge-5 example to a temporary cluster file and
+// returns it with a state path beside it (not created).
+func edge5Copy(t *testing.T) (inv, state string) {
+	t.Helper()
 	t.Setenv("HOME", t.TempDir())
 	dir := t.TempDir()
-	inv := filepath.Join(dir, "cluster.yaml")
+	inv = filepath.Join(dir, "cluster.yaml")
 	data, err := os.ReadFile(example("edge-5"))
 	if err != nil {
 		t.Fatal(err)
@@ -26,7 +26,14 @@ func TestCheckExpirationExitCodes(t *testing.T) {
 	if err := os.WriteFile(inv, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	state := filepath.Join(dir, "state")
+	return inv, filepath.Join(dir, "state")
+}
+
+// check-expiration from the state: exit 0 when every certificate is ok, 4
+// when one only expires within --warn-days, each warning naming the
+// command that renews it (never generate); text and JSON say the same.
+func TestCheckExpirationExitCodes(t *testing.T) {
+	inv, state := edge5Copy(t)
 	if code, _, errOut := run(t, "-i", inv, "--state", state, "generate"); code != 0 {
 		t.Fatalf("generate: %s", errOut)
 	}
@@ -97,17 +104,7 @@ func TestCheckExpirationExitCodes(t *testing.T) {
 // A node removed from the cluster file is not listed by check-expiration,
 // and the next generate archives its certificate and says where.
 func TestRemovedNodeArchived(t *testing.T) {
-	t.Setenv("HOME", t.TempDir())
-	dir := t.TempDir()
-	inv := filepath.Join(dir, "cluster.yaml")
-	data, err := os.ReadFile(example("edge-5"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(inv, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	state := filepath.Join(dir, "state")
+	inv, state := edge5Copy(t)
 	at := func(args ...string) []string { return append([]string{"-i", inv, "--state", state}, args...) }
 	if code, _, errOut := run(t, at("generate")...); code != 0 {
 		t.Fatalf("generate: %s", errOut)
@@ -157,6 +154,10 @@ func TestRemovedNodeArchived(t *testing.T) {
 		t.Errorf("nodes/n5 still there: %v", err)
 	}
 	// The text report says it (here: a node removed again after a re-add).
+	data, err := os.ReadFile(example("edge-5"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(inv, data, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -82,13 +82,12 @@ func writeGenerateReport(w io.Writer, state string, r *GenerateReport, preview b
 			return err
 		}
 	}
+	created, reissued := "created", "reissued"
 	if preview {
-		fmt.Fprintf(w, "\n%d node certificates: %d to create, %d to reissue, %d kept\n",
-			len(r.Nodes), counts[ca.Created], counts[ca.Reissued], counts[ca.Kept])
-	} else {
-		fmt.Fprintf(w, "\n%d node certificates: %d created, %d reissued, %d kept\n",
-			len(r.Nodes), counts[ca.Created], counts[ca.Reissued], counts[ca.Kept])
+		created, reissued = "to create", "to reissue"
 	}
+	fmt.Fprintf(w, "\n%d node certificates: %d %s, %d %s, %d kept\n",
+		len(r.Nodes), counts[ca.Created], created, counts[ca.Reissued], reissued, counts[ca.Kept])
 	for _, name := range r.Removed {
 		if preview {
 			fmt.Fprintf(w, "node %s is no longer in the cluster file: apply archives its certificate in %s\n", name, state)
